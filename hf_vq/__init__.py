@@ -1,0 +1,41 @@
+"""hf_vq: autoencoders for images (AE, VAE, VQ-VAE, VQ-GAN) and their prior, as native Hugging Face models.
+
+Importing the package registers every config and model with transformers' Auto classes.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_utils import ConvAutoencoderConfig
+from .models import (
+    AutoencoderConfig,
+    AutoencoderModel,
+    AutoencoderOutput,
+    VAEConfig,
+    VAEModel,
+    VAEOutput,
+)
+from .modules import DiagonalGaussian
+
+__version__ = "0.1.0"
+
+# (config, model) pairs registered with AutoConfig / AutoModel under the config's `model_type`.
+_AUTO_MODELS = (
+    (AutoencoderConfig, AutoencoderModel),
+    (VAEConfig, VAEModel),
+)
+
+for _config_class, _model_class in _AUTO_MODELS:
+    # exist_ok: re-importing the package (e.g. after importlib.reload) must not fail.
+    AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
+    AutoModel.register(_config_class, _model_class, exist_ok=True)
+
+__all__ = [
+    "AutoencoderConfig",
+    "AutoencoderModel",
+    "AutoencoderOutput",
+    "ConvAutoencoderConfig",
+    "DiagonalGaussian",
+    "VAEConfig",
+    "VAEModel",
+    "VAEOutput",
+]

@@ -1,0 +1,164 @@
+"""Variational autoencoder (beta-VAE, free bits) with the state-dict layout of diffusers' `AutoencoderKL`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ...modules.backbone import build_decoder, build_encoder, check_latents, check_pixel_values, init_conv_weights
+from ...modules.distributions import DiagonalGaussian
+from .configuration_vae import VAEConfig
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL
+
+# diffusers' `AutoencoderKL` config keys that `VAEConfig` carries under the same name.
+_DIFFUSERS_KEYS = (
+    "in_channels", "out_channels", "down_block_types", "up_block_types", "block_out_channels", "layers_per_block",
+    "act_fn", "latent_channels", "norm_num_groups", "sample_size", "scaling_factor", "shift_factor", "latents_mean",
+    "latents_std", "use_quant_conv", "use_post_quant_conv", "mid_block_add_attention",
+)  # fmt: skip
+
+
+@dataclass
+class VAEOutput(ModelOutput):
+    """
+    Args:
+        reconstruction: (B, out_channels, H, W) decoded images in [-1, 1] units.
+        latents: (B, latent_channels, h, w) the latents that were decoded (a posterior sample or its mean).
+        latent_mean: (B, latent_channels, h, w) posterior mean.
+        latent_logvar: (B, latent_channels, h, w) posterior log-variance.
+        kl: (B,) KL(q(z|x) || N(0, I)) of each sample, in nats.
+        kl_loss: () the regularization term to add to the reconstruction loss: `beta` times the batch-mean KL,
+            with the free-bits hinge per latent channel.
+    """
+
+    reconstruction: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+    latent_mean: torch.Tensor | None = None
+    latent_logvar: torch.Tensor | None = None
+    kl: torch.Tensor | None = None
+    kl_loss: torch.Tensor | None = None
+
+
+class VAEPreTrainedModel(PreTrainedModel):
+    config_class = VAEConfig
+    base_model_prefix = "vae"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+
+    def _init_weights(self, module):
+        init_conv_weights(module)
+
+
+class VAEModel(VAEPreTrainedModel):
+    """Variational autoencoder with a diagonal Gaussian posterior and a N(0, I) prior.
+
+    Args:
+        config: the model's `VAEConfig`.
+    """
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        latent = config.latent_channels
+        self.encoder = build_encoder(config, double_z=True)
+        self.decoder = build_decoder(config)
+        self.quant_conv = nn.Conv2d(2 * latent, 2 * latent, 1) if config.use_quant_conv else None
+        self.post_quant_conv = nn.Conv2d(latent, latent, 1) if config.use_post_quant_conv else None
+        self.post_init()
+
+    def encode(self, pixel_values: torch.Tensor) -> DiagonalGaussian:
+        """Images (B, C, H, W) in [-1, 1] -> the posterior q(z | x) over (B, latent_channels, H/f, W/f)."""
+        check_pixel_values(pixel_values, self.config)
+        moments = self.encoder(pixel_values)  # (B, 2 * latent_channels, h, w)
+        if self.quant_conv is not None:
+            moments = self.quant_conv(moments)
+        return DiagonalGaussian.from_moments(moments)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, latent_channels, h, w) -> images (B, out_channels, h*f, w*f)."""
+        check_latents(latents, self.config.latent_channels)
+        if self.post_quant_conv is not None:
+            latents = self.post_quant_conv(latents)
+        return self.decoder(latents)
+
+    def kl_loss(self, posterior: DiagonalGaussian) -> torch.Tensor:
+        """`beta * sum_c max(free_bits, E_batch[KL_c])`, KL_c summed over channel c's positions, in nats."""
+        kl_per_channel = posterior.kl(dims=(2, 3)).mean(dim=0)  # (C,)
+        if self.config.free_bits > 0:
+            kl_per_channel = kl_per_channel.clamp(min=self.config.free_bits)
+        return self.config.beta * kl_per_channel.sum()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        sample_posterior: bool | None = None,
+        generator: torch.Generator | None = None,
+    ) -> VAEOutput:
+        """Encode, draw (or take the mean of) the posterior, decode.
+
+        Args:
+            pixel_values: (B, in_channels, H, W) images in [-1, 1]; H and W divisible by the downsampling factor.
+            sample_posterior: decode a reparameterized posterior sample (`True`) or the mean (`False`); defaults
+                to sampling in training mode and the mean in evaluation mode.
+            generator: optional random generator for the posterior sample.
+        """
+        posterior = self.encode(pixel_values)
+        if sample_posterior is None:
+            sample_posterior = self.training
+        latents = posterior.sample(generator) if sample_posterior else posterior.mode()
+        return VAEOutput(
+            reconstruction=self.decode(latents),
+            latents=latents,
+            latent_mean=posterior.mean,
+            latent_logvar=posterior.logvar,
+            kl=posterior.kl(),
+            kl_loss=self.kl_loss(posterior),
+        )
+
+    @torch.no_grad()
+    def sample(
+        self, num_samples: int, generator: torch.Generator | None = None, latent_size: int | None = None
+    ) -> torch.Tensor:
+        """Decode `num_samples` draws from the N(0, I) prior into images (num_samples, out_channels, H, W).
+
+        Args:
+            num_samples: how many images.
+            generator: optional random generator (on the model's device).
+            latent_size: side of the latent grid; defaults to the one at `config.sample_size`.
+        """
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"`num_samples` must be a positive integer, got {num_samples!r}")
+        size = self.config.latent_size if latent_size is None else latent_size
+        shape = (num_samples, self.config.latent_channels, size, size)
+        latents = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
+        return self.decode(latents)
+
+    @classmethod
+    def from_diffusers(cls, autoencoder_kl: AutoencoderKL, **config_overrides) -> VAEModel:
+        """The same network as a diffusers `AutoencoderKL`, weights copied key for key (as float32).
+
+        Args:
+            autoencoder_kl: a diffusers `AutoencoderKL`.
+            config_overrides: fields of `VAEConfig` that diffusers does not have, e.g. `beta` or `free_bits`.
+        """
+        source = autoencoder_kl.config
+        config = VAEConfig(**{key: source[key] for key in _DIFFUSERS_KEYS if key in source}, **config_overrides)
+        model = cls(config)
+        model.load_state_dict(autoencoder_kl.state_dict(), strict=True)  # copies values, keeps float32
+        return model
+
+    def to_diffusers(self) -> AutoencoderKL:
+        """This network as a diffusers `AutoencoderKL`, weights copied key for key."""
+        from diffusers import AutoencoderKL
+
+        kwargs = {key: getattr(self.config, key) for key in _DIFFUSERS_KEYS}
+        kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in kwargs.items()}
+        autoencoder_kl = AutoencoderKL(**kwargs)
+        autoencoder_kl.load_state_dict(self.state_dict(), strict=True)  # copies values, keeps float32
+        return autoencoder_kl

@@ -1,0 +1,86 @@
+"""The taming / LDM convolutional backbone, shared by the AE, VAE and VQ-GAN families.
+
+The encoder and decoder are diffusers' own `Encoder` / `Decoder`, so that parameter names (and therefore state dicts)
+match diffusers' `AutoencoderKL` and `VQModel` key for key.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.autoencoders.vae import Decoder, Encoder
+from torch import nn
+
+from ..configuration_utils import ConvAutoencoderConfig
+
+
+def build_encoder(config: ConvAutoencoderConfig, double_z: bool = False) -> Encoder:
+    """Images (B, in_channels, H, W) -> (B, latent_channels [x2 with `double_z`], H/f, W/f)."""
+    return Encoder(
+        in_channels=config.in_channels,
+        out_channels=config.latent_channels,
+        down_block_types=tuple(config.down_block_types),
+        block_out_channels=tuple(config.block_out_channels),
+        layers_per_block=config.layers_per_block,
+        norm_num_groups=config.norm_num_groups,
+        act_fn=config.act_fn,
+        double_z=double_z,
+        mid_block_add_attention=config.mid_block_add_attention,
+    )
+
+
+def build_decoder(config: ConvAutoencoderConfig, in_channels: int | None = None) -> Decoder:
+    """Latents (B, in_channels or latent_channels, h, w) -> images (B, out_channels, h*f, w*f)."""
+    return Decoder(
+        in_channels=config.latent_channels if in_channels is None else in_channels,
+        out_channels=config.out_channels,
+        up_block_types=tuple(config.up_block_types),
+        block_out_channels=tuple(config.block_out_channels),
+        layers_per_block=config.layers_per_block,
+        norm_num_groups=config.norm_num_groups,
+        act_fn=config.act_fn,
+        mid_block_add_attention=config.mid_block_add_attention,
+    )
+
+
+def init_conv_weights(module: nn.Module) -> None:
+    """PyTorch's default initialization, for a PreTrainedModel's `_init_weights`.
+
+    transformers would otherwise draw every conv weight from N(0, 0.02), about 5x smaller than the fan-in scaled
+    default that the taming / diffusers backbones were designed and tuned with. Inside transformers' init context the
+    torch init functions skip parameters already loaded from a checkpoint, so this never overwrites loaded weights.
+    """
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding, nn.GroupNorm, nn.LayerNorm)):
+        module.reset_parameters()
+    elif isinstance(module, nn.BatchNorm2d):
+        module.reset_parameters()  # also resets the running statistics
+
+
+def check_pixel_values(pixel_values: torch.Tensor, config: ConvAutoencoderConfig, name: str = "pixel_values") -> None:
+    """Raise a clear `ValueError` for images the backbone cannot take (instead of a shape error inside a conv)."""
+    if not isinstance(pixel_values, torch.Tensor):
+        raise ValueError(f"`{name}` must be a torch.Tensor of shape (batch, channels, height, width), got "
+                         f"{type(pixel_values).__name__}")
+    if pixel_values.ndim != 4:
+        raise ValueError(f"`{name}` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
+    if not pixel_values.is_floating_point():
+        raise ValueError(f"`{name}` must be a float tensor with values in [-1, 1], got dtype {pixel_values.dtype}")
+    _, channels, height, width = pixel_values.shape
+    if channels != config.in_channels:
+        raise ValueError(
+            f"`{name}` has {channels} channels but the model was configured with in_channels={config.in_channels}"
+        )
+    factor = config.downsample_factor
+    if height % factor != 0 or width % factor != 0:
+        raise ValueError(
+            f"`{name}` has spatial size {height}x{width}, which is not divisible by the model's downsampling factor "
+            f"{factor} (2 ** (len(block_out_channels) - 1))"
+        )
+
+
+def check_latents(latents: torch.Tensor, channels: int, name: str = "latents") -> None:
+    """Raise a clear `ValueError` for latents the decoder cannot take."""
+    if not isinstance(latents, torch.Tensor) or latents.ndim != 4:
+        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise ValueError(f"`{name}` must be a tensor of shape (batch, {channels}, height, width), got {shape}")
+    if latents.shape[1] != channels:
+        raise ValueError(f"`{name}` must have {channels} channels (latent_channels), got {latents.shape[1]}")
