@@ -52,7 +52,8 @@ def load_builtin(name: str, split: str | None = None) -> Dataset | DatasetDict:
     """A builtin dataset by name (`"digits"` or `"builtin:digits"`), as a `DatasetDict` or one of its splits."""
     key = name.removeprefix(BUILTIN_PREFIX)
     if key not in BUILTIN_DATASETS:
-        raise ValueError(f"unknown builtin dataset {name!r}; available: {[BUILTIN_PREFIX + k for k in BUILTIN_DATASETS]}")
+        available = [BUILTIN_PREFIX + k for k in BUILTIN_DATASETS]
+        raise ValueError(f"unknown builtin dataset {name!r}; available: {available}")
     dataset = BUILTIN_DATASETS[key]()
     if split is None:
         return dataset
@@ -66,4 +67,7 @@ def images_to_tensor(
 ) -> torch.Tensor:
     """PIL images -> (B, num_channels, resolution, resolution) float32 in [-1, 1]; `flip` is a (B,) bool mask."""
     flips = [False] * len(images) if flip is None else flip.tolist()
-    return torch.stack([preprocess_image(im, resolution, num_channels, f) for im, f in zip(images, flips)])
+    if len(flips) != len(images):
+        raise ValueError(f"`flip` has {len(flips)} entries for {len(images)} images")
+    pairs = zip(images, flips, strict=True)
+    return torch.stack([preprocess_image(image, resolution, num_channels, f) for image, f in pairs])

@@ -11,9 +11,7 @@ from PIL import Image
 _MODES = {1: "L", 3: "RGB"}
 
 
-def preprocess_image(
-    image: Image.Image, resolution: int, num_channels: int = 3, flip: bool = False
-) -> torch.Tensor:
+def preprocess_image(image: Image.Image, resolution: int, num_channels: int = 3, flip: bool = False) -> torch.Tensor:
     """A PIL image -> (num_channels, resolution, resolution) float32 tensor in [-1, 1].
 
     The image is converted to L (1 channel) or RGB (3), its shorter side resized to `resolution` (bilinear, with

@@ -69,7 +69,8 @@ def train(model: hf_vq.VAEModel, images: torch.Tensor, args: argparse.Namespace)
         scheduler.step()
         if step % 100 == 0 or step == args.max_train_steps:
             rate = step * args.train_batch_size / (time.perf_counter() - start)
-            print(f"step {step:4d}  loss {loss.item():8.2f}  kl {output.kl.mean().item():6.2f} nats  {rate:6.0f} img/s")
+            kl = output.kl.mean().item()
+            print(f"step {step:4d}  loss {loss.item():8.2f}  kl {kl:6.2f} nats  {rate:6.0f} img/s")
 
 
 def main() -> None:
@@ -102,7 +103,11 @@ def main() -> None:
         )
         samples = reloaded.sample(64, generator=torch.Generator().manual_seed(args.seed))
         make_grid(samples, nrow=8, scale=4).save(output_dir / "samples.png")
-    metrics = {"test_psnr": round(test_psnr, 3), "train_steps": args.max_train_steps, "num_test_images": len(test_images)}
+    metrics = {
+        "test_psnr": round(test_psnr, 3),
+        "train_steps": args.max_train_steps,
+        "num_test_images": len(test_images),
+    }
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     print(f"model ({type(reloaded).__name__}, reloaded with AutoModel): {model_dir}")

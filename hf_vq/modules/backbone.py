@@ -58,8 +58,10 @@ def init_conv_weights(module: nn.Module) -> None:
 def check_pixel_values(pixel_values: torch.Tensor, config: ConvAutoencoderConfig, name: str = "pixel_values") -> None:
     """Raise a clear `ValueError` for images the backbone cannot take (instead of a shape error inside a conv)."""
     if not isinstance(pixel_values, torch.Tensor):
-        raise ValueError(f"`{name}` must be a torch.Tensor of shape (batch, channels, height, width), got "
-                         f"{type(pixel_values).__name__}")
+        raise ValueError(
+            f"`{name}` must be a torch.Tensor of shape (batch, channels, height, width), got "
+            f"{type(pixel_values).__name__}"
+        )
     if pixel_values.ndim != 4:
         raise ValueError(f"`{name}` must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}")
     if not pixel_values.is_floating_point():

@@ -48,7 +48,7 @@ class DiagonalGaussian:
         return self.mean
 
     def kl(self, other: DiagonalGaussian | None = None, dims: tuple[int, ...] = PER_SAMPLE) -> torch.Tensor:
-        """KL(self || other) in nats, summed over `dims` (`dims=()` keeps every element); `other` defaults to N(0, I)."""
+        """KL(self || other) in nats, summed over `dims` (`dims=()` keeps each element); `other` is N(0, I) if None."""
         if other is None:
             kl = 0.5 * (self.mean.pow(2) + self.var - 1.0 - self.logvar)
         else:
