@@ -13,8 +13,13 @@ from .models import (
     VAEConfig,
     VAEModel,
     VAEOutput,
+    VQGANConfig,
+    VQGANModel,
+    VQVAEConfig,
+    VQVAEModel,
 )
-from .modules import DiagonalGaussian
+from .modules import FSQ, DiagonalGaussian, QuantizerOutput, VectorQuantizer
+from .modules.vq_autoencoder import VQAutoencoderOutput
 
 __version__ = "0.1.0"
 
@@ -22,6 +27,8 @@ __version__ = "0.1.0"
 _AUTO_MODELS = (
     (AutoencoderConfig, AutoencoderModel),
     (VAEConfig, VAEModel),
+    (VQVAEConfig, VQVAEModel),
+    (VQGANConfig, VQGANModel),
 )
 
 for _config_class, _model_class in _AUTO_MODELS:
@@ -35,7 +42,15 @@ __all__ = [
     "AutoencoderOutput",
     "ConvAutoencoderConfig",
     "DiagonalGaussian",
+    "FSQ",
+    "QuantizerOutput",
     "VAEConfig",
     "VAEModel",
     "VAEOutput",
+    "VQAutoencoderOutput",
+    "VQGANConfig",
+    "VQGANModel",
+    "VQVAEConfig",
+    "VQVAEModel",
+    "VectorQuantizer",
 ]

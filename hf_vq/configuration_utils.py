@@ -70,9 +70,10 @@ class ConvAutoencoderConfig(PreTrainedConfig):
         in_channels (`int`, defaults to 3): channels of the input images.
         out_channels (`int`, defaults to 3): channels of the reconstructions.
         down_block_types (`list[str]`, *optional*): one per resolution level, `"DownEncoderBlock2D"` or
-            `"AttnDownEncoderBlock2D"` (with self-attention); defaults to plain blocks.
+            `"AttnDownEncoderBlock2D"` (with self-attention); defaults to the family's (plain blocks for the AE and
+            VAE).
         up_block_types (`list[str]`, *optional*): the decoder's, `"UpDecoderBlock2D"` or `"AttnUpDecoderBlock2D"`,
-            from the lowest resolution up; defaults to plain blocks.
+            from the lowest resolution up; defaults to the family's.
         block_out_channels (`list[int]`): channels of each resolution level. The encoder downsamples by
             `2 ** (len(block_out_channels) - 1)`.
         layers_per_block (`int`): residual blocks per level in the encoder (the decoder has one more, as in taming).
@@ -101,11 +102,11 @@ class ConvAutoencoderConfig(PreTrainedConfig):
         check_int_list("block_out_channels", self.block_out_channels)
         # JSON gives lists; keep one type so that configs compare equal after a save/load round trip.
         self.block_out_channels = list(self.block_out_channels)
-        num_levels = len(self.block_out_channels)
-        for name, default in (("down_block_types", DOWN_BLOCK_TYPES[0]), ("up_block_types", UP_BLOCK_TYPES[0])):
+        default_down, default_up = self._default_block_types(len(self.block_out_channels))
+        for name, default in (("down_block_types", default_down), ("up_block_types", default_up)):
             value = getattr(self, name)
             if value is None:
-                value = [default] * num_levels
+                value = default
             if not isinstance(value, (list, tuple)):
                 raise ValueError(f"`{name}` must be a list of block names, got {value!r}")
             setattr(self, name, list(value))
@@ -145,6 +146,11 @@ class ConvAutoencoderConfig(PreTrainedConfig):
                 f"(2 ** (len(block_out_channels) - 1) with {len(self.block_out_channels)} levels)"
             )
 
+    @staticmethod
+    def _default_block_types(num_levels: int) -> tuple[list[str], list[str]]:
+        """Block types used when the config leaves them unset: plain residual blocks at every level."""
+        return [DOWN_BLOCK_TYPES[0]] * num_levels, [UP_BLOCK_TYPES[0]] * num_levels
+
     @property
     def downsample_factor(self) -> int:
         """How many pixels one latent position covers along each side."""
@@ -154,3 +160,101 @@ class ConvAutoencoderConfig(PreTrainedConfig):
     def latent_size(self) -> int:
         """Side of the latent grid for `sample_size` inputs."""
         return self.sample_size // self.downsample_factor
+
+
+QUANTIZER_TYPES = ("vq", "fsq")
+
+
+class QuantizerConfigMixin(PreTrainedConfig):
+    r"""
+    Quantizer fields shared by the VQ-VAE and VQ-GAN configs. A family config calls `_check_quantizer` once it has
+    resolved `vq_embed_dim`.
+
+    Args:
+        quantizer_type (`str`, defaults to `"vq"`): `"vq"` (a learned codebook, `VectorQuantizer`) or `"fsq"`
+            (finite scalar quantization, `FSQ`, an implicit codebook of `fsq_levels`).
+        num_vq_embeddings (`int`): codebook size K. With FSQ it is the product of `fsq_levels`, filled in for you.
+        vq_embed_dim (`int`, *optional*): channels of the quantized latents.
+        vq_beta (`float`, defaults to 0.25): weight of the commitment term `||z_e - sg[e]||^2`.
+        vq_codebook_update (`str`, defaults to `"loss"`): `"loss"` (the codebook term trains the codebook) or
+            `"ema"` (exponential moving averages, all-reduced across processes).
+        vq_ema_decay (`float`, defaults to 0.99), vq_ema_epsilon (`float`, defaults to 1e-5): EMA decay and Laplace
+            smoothing of the cluster sizes.
+        vq_use_l2_norm (`bool`, defaults to `False`): l2-normalized latents and codes (cosine similarity search).
+        vq_codebook_dim (`int`, *optional*): a lower-dimensional codebook with linear projections in and out
+            (LlamaGen: 8); smaller than `vq_embed_dim`.
+        vq_kmeans_init (`bool`, defaults to `False`): k-means initialization from the first training batch.
+        vq_dead_code_threshold (`int`, *optional*): re-seed a code unused for this many training steps.
+        fsq_levels (`list[int]`, *optional*): FSQ levels per channel, e.g. `[8, 5, 5, 5]`.
+    """
+
+    quantizer_type: str = "vq"
+    num_vq_embeddings: int | None = None
+    vq_embed_dim: int | None = None
+    vq_beta: float = 0.25
+    vq_codebook_update: str = "loss"
+    vq_ema_decay: float = 0.99
+    vq_ema_epsilon: float = 1e-5
+    vq_use_l2_norm: bool = False
+    vq_codebook_dim: int | None = None
+    vq_kmeans_init: bool = False
+    vq_dead_code_threshold: int | None = None
+    fsq_levels: list[int] | tuple[int, ...] | None = None
+
+    def _check_quantizer(self) -> None:
+        check_choice("quantizer_type", self.quantizer_type, QUANTIZER_TYPES)
+        check_int("vq_embed_dim", self.vq_embed_dim, minimum=1)
+        if self.quantizer_type == "fsq":
+            self._check_fsq()
+            return
+        if self.fsq_levels is not None:
+            raise ValueError("`fsq_levels` applies to quantizer_type='fsq' only; unset it or set quantizer_type='fsq'")
+        check_int("num_vq_embeddings", self.num_vq_embeddings, minimum=2)
+        check_float("vq_beta", self.vq_beta, minimum=0.0)
+        check_choice("vq_codebook_update", self.vq_codebook_update, ("loss", "ema"))
+        check_float("vq_ema_decay", self.vq_ema_decay, 0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True)
+        check_float("vq_ema_epsilon", self.vq_ema_epsilon, 0.0, exclusive_minimum=True)
+        for name in ("vq_use_l2_norm", "vq_kmeans_init"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+        if self.vq_codebook_dim is not None:
+            check_int("vq_codebook_dim", self.vq_codebook_dim, minimum=1)
+            if self.vq_codebook_dim >= self.vq_embed_dim:
+                raise ValueError(
+                    f"`vq_codebook_dim` ({self.vq_codebook_dim}) must be smaller than `vq_embed_dim` "
+                    f"({self.vq_embed_dim}): it factorizes the codebook into fewer dimensions; leave it unset to "
+                    "search in vq_embed_dim"
+                )
+        if self.vq_dead_code_threshold is not None:
+            check_int("vq_dead_code_threshold", self.vq_dead_code_threshold, minimum=1)
+
+    def _check_fsq(self) -> None:
+        if self.fsq_levels is None:
+            raise ValueError("quantizer_type='fsq' needs `fsq_levels`, the levels per channel, e.g. [8, 5, 5, 5]")
+        check_int_list("fsq_levels", self.fsq_levels, minimum=2)
+        self.fsq_levels = list(self.fsq_levels)
+        size = math.prod(self.fsq_levels)
+        if self.num_vq_embeddings is None:
+            self.num_vq_embeddings = size
+        elif self.num_vq_embeddings != size:
+            raise ValueError(
+                f"`num_vq_embeddings` ({self.num_vq_embeddings}) conflicts with FSQ: its codebook is the grid of "
+                f"fsq_levels {self.fsq_levels}, {size} codes; leave num_vq_embeddings unset"
+            )
+        learned_codebook_options = {
+            "vq_codebook_update": self.vq_codebook_update != "loss",
+            "vq_use_l2_norm": self.vq_use_l2_norm,
+            "vq_codebook_dim": self.vq_codebook_dim is not None,
+            "vq_kmeans_init": self.vq_kmeans_init,
+            "vq_dead_code_threshold": self.vq_dead_code_threshold is not None,
+        }
+        for name, is_set in learned_codebook_options.items():
+            if is_set:
+                raise ValueError(
+                    f"`{name}` acts on a learned codebook, and FSQ has none (its codes are a fixed grid); "
+                    f"unset {name} or use quantizer_type='vq'"
+                )
+
+    @property
+    def codebook_size(self) -> int:
+        return self.num_vq_embeddings

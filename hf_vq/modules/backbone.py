@@ -11,6 +11,7 @@ from diffusers.models.autoencoders.vae import Decoder, Encoder
 from torch import nn
 
 from ..configuration_utils import ConvAutoencoderConfig
+from .quantizers import VectorQuantizer
 
 
 def build_encoder(config: ConvAutoencoderConfig, double_z: bool = False) -> Encoder:
@@ -43,16 +44,17 @@ def build_decoder(config: ConvAutoencoderConfig, in_channels: int | None = None)
 
 
 def init_conv_weights(module: nn.Module) -> None:
-    """PyTorch's default initialization, for a PreTrainedModel's `_init_weights`.
+    """PyTorch's default initialization (and the quantizers' own), for a PreTrainedModel's `_init_weights`.
 
     transformers would otherwise draw every conv weight from N(0, 0.02), about 5x smaller than the fan-in scaled
-    default that the taming / diffusers backbones were designed and tuned with. Inside transformers' init context the
-    torch init functions skip parameters already loaded from a checkpoint, so this never overwrites loaded weights.
+    default that the taming / diffusers backbones were designed and tuned with, and every codebook from N(0, 0.02)
+    instead of taming's U(-1/K, 1/K). Inside transformers' init context the torch init functions skip parameters
+    already loaded from a checkpoint, so this never overwrites loaded weights.
     """
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding, nn.GroupNorm, nn.LayerNorm)):
-        module.reset_parameters()
-    elif isinstance(module, nn.BatchNorm2d):
-        module.reset_parameters()  # also resets the running statistics
+    if isinstance(module, VectorQuantizer):
+        module.reset_codebook()
+    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d)):
+        module.reset_parameters()  # BatchNorm2d: also its running statistics
 
 
 def check_pixel_values(pixel_values: torch.Tensor, config: ConvAutoencoderConfig, name: str = "pixel_values") -> None:
@@ -86,3 +88,9 @@ def check_latents(latents: torch.Tensor, channels: int, name: str = "latents") -
         raise ValueError(f"`{name}` must be a tensor of shape (batch, {channels}, height, width), got {shape}")
     if latents.shape[1] != channels:
         raise ValueError(f"`{name}` must have {channels} channels (latent_channels), got {latents.shape[1]}")
+
+
+def diffusers_config_kwargs(source, keys: tuple[str, ...]) -> dict:
+    """The entries of a diffusers config (or of ours) named by `keys` that it has, lists as tuples (diffusers')."""
+    values = source if isinstance(source, dict) else source.to_dict()
+    return {key: tuple(values[key]) if isinstance(values[key], list) else values[key] for key in keys if key in values}

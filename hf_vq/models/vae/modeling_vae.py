@@ -10,7 +10,14 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ...modules.backbone import build_decoder, build_encoder, check_latents, check_pixel_values, init_conv_weights
+from ...modules.backbone import (
+    build_decoder,
+    build_encoder,
+    check_latents,
+    check_pixel_values,
+    diffusers_config_kwargs,
+    init_conv_weights,
+)
 from ...modules.distributions import DiagonalGaussian
 from .configuration_vae import VAEConfig
 
@@ -147,8 +154,7 @@ class VAEModel(VAEPreTrainedModel):
             autoencoder_kl: a diffusers `AutoencoderKL`.
             config_overrides: fields of `VAEConfig` that diffusers does not have, e.g. `beta` or `free_bits`.
         """
-        source = autoencoder_kl.config
-        config = VAEConfig(**{key: source[key] for key in _DIFFUSERS_KEYS if key in source}, **config_overrides)
+        config = VAEConfig(**diffusers_config_kwargs(autoencoder_kl.config, _DIFFUSERS_KEYS), **config_overrides)
         model = cls(config)
         model.load_state_dict(autoencoder_kl.state_dict(), strict=True)  # copies values, keeps float32
         return model
@@ -157,8 +163,6 @@ class VAEModel(VAEPreTrainedModel):
         """This network as a diffusers `AutoencoderKL`, weights copied key for key."""
         from diffusers import AutoencoderKL
 
-        kwargs = {key: getattr(self.config, key) for key in _DIFFUSERS_KEYS}
-        kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in kwargs.items()}
-        autoencoder_kl = AutoencoderKL(**kwargs)
+        autoencoder_kl = AutoencoderKL(**diffusers_config_kwargs(self.config, _DIFFUSERS_KEYS))
         autoencoder_kl.load_state_dict(self.state_dict(), strict=True)  # copies values, keeps float32
         return autoencoder_kl

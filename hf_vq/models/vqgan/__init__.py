@@ -1,0 +1,4 @@
+from .configuration_vqgan import VQGANConfig
+from .modeling_vqgan import VQGANModel
+
+__all__ = ["VQGANConfig", "VQGANModel"]

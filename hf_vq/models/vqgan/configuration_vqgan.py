@@ -1,0 +1,81 @@
+"""Configuration of the VQ-GAN autoencoder (taming-transformers' architecture, diffusers' `VQModel` layout)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ...configuration_utils import ConvAutoencoderConfig, QuantizerConfigMixin, check_choice
+
+
+class VQGANConfig(ConvAutoencoderConfig, QuantizerConfigMixin):
+    r"""
+    The VQ-GAN autoencoder of Esser et al. 2021: the taming / LDM backbone (see `ConvAutoencoderConfig`), a 1x1
+    `quant_conv` to `vq_embed_dim` channels, a quantizer (see `QuantizerConfigMixin`), a 1x1 `post_quant_conv` and
+    the decoder. The defaults are taming's f16 ImageNet / FacesHQ model: 5 levels [128, 128, 256, 256, 512] (f = 16),
+    2 residual blocks per level, attention at the lowest-resolution level (16x16), 256 latent channels, 1024 codes of
+    dimension 256. Unset block types put attention at the lowest-resolution level, as taming does.
+    The discriminator and the perceptual loss are not part of the model; see `hf_vq.losses`.
+
+    Args:
+        norm_type (`str`, defaults to `"group"`): only `"group"`; diffusers' `"spatial"` (MoVQ) is not supported.
+        scaling_factor (`float`, defaults to 0.18215): carried to and from diffusers' `VQModel`; unused here.
+    """
+
+    model_type = "hf_vq_vqgan"
+
+    block_out_channels: list[int] | tuple[int, ...] = (128, 128, 256, 256, 512)
+    latent_channels: int = 256
+    num_vq_embeddings: int | None = 1024
+    norm_type: str = "group"
+    scaling_factor: float = 0.18215
+
+    @staticmethod
+    def _default_block_types(num_levels: int) -> tuple[list[str], list[str]]:
+        """taming's layout: attention only at the lowest resolution (16x16 for f16 at 256 px)."""
+        down = ["DownEncoderBlock2D"] * (num_levels - 1) + ["AttnDownEncoderBlock2D"]
+        up = ["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * (num_levels - 1)
+        return down, up
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        check_choice("norm_type", self.norm_type, ("group",))
+        if self.vq_embed_dim is None:
+            self.vq_embed_dim = self.latent_channels
+        self._check_quantizer()
+
+    @classmethod
+    def from_taming(
+        cls,
+        *,
+        ch: int,
+        ch_mult: Sequence[int],
+        num_res_blocks: int,
+        attn_resolutions: Sequence[int],
+        resolution: int,
+        z_channels: int,
+        n_embed: int,
+        embed_dim: int,
+        in_channels: int = 3,
+        out_ch: int = 3,
+        **overrides,
+    ) -> VQGANConfig:
+        """The config of a taming `VQModel` from its `ddconfig` entries, `n_embed` and `embed_dim`.
+
+        taming's level i has `ch * ch_mult[i]` channels at resolution `resolution / 2**i`, with attention after each
+        residual block when that resolution is in `attn_resolutions`; the decoder mirrors it.
+        """
+        levels = len(ch_mult)
+        attention = [resolution // 2**i in attn_resolutions for i in range(levels)]
+        return cls(
+            in_channels=in_channels,
+            out_channels=out_ch,
+            block_out_channels=[ch * m for m in ch_mult],
+            down_block_types=["AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in attention],
+            up_block_types=["AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(attention)],
+            layers_per_block=num_res_blocks,
+            latent_channels=z_channels,
+            sample_size=resolution,
+            num_vq_embeddings=n_embed,
+            vq_embed_dim=embed_dim,
+            **overrides,
+        )

@@ -1,0 +1,442 @@
+"""Vector quantization (VQ-VAE, with EMA, cosine codes, factorized codebooks, k-means init and dead-code restart)
+and finite scalar quantization (FSQ).
+
+Both take latents (B, C, H, W), like diffusers' `VectorQuantizer`, and return a `QuantizerOutput`. The quantizer's
+math always runs in float32, even under bf16 / fp16 autocast: nearest-code search and EMA statistics are where low
+precision breaks VQ training first (ties, NaNs, codebook drift).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
+
+from ..configuration_utils import check_choice, check_float, check_int, check_int_list
+
+CODEBOOK_UPDATES = ("loss", "ema")
+# Upper bound on the elements of one (chunk x K) distance block: 2**24 float32 = 64 MiB.
+DEFAULT_SEARCH_CHUNK_ELEMENTS = 2**24
+
+
+@dataclass
+class QuantizerOutput(ModelOutput):
+    """
+    Args:
+        quantized: (B, C, H, W) quantized latents. Their values are exactly the (projected) codebook vectors;
+            their gradient passes straight through to the input latents (van den Oord et al. 2017, sec. 3.2).
+        indices: (B, H, W) int64 code indices.
+        codebook_loss: () `||sg[z_e] - e||^2`, the mean over elements; it moves the codebook (0 when the codebook
+            follows an EMA or for FSQ, whose codes are fixed).
+        commitment_loss: () `||z_e - sg[e]||^2`, unweighted; it keeps the encoder close to its codes.
+        loss: () `codebook_loss + beta * commitment_loss`, the quantizer's term of the training loss (the paper's
+            eq. 3, with beta on the commitment term).
+        perplexity: () `exp(entropy)` of the code histogram of this batch (K when codes are used uniformly).
+        usage: () fraction of the K codes used at least once in this batch.
+    """
+
+    quantized: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+    codebook_loss: torch.Tensor | None = None
+    commitment_loss: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
+    perplexity: torch.Tensor | None = None
+    usage: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def nearest_codes(
+    vectors: torch.Tensor, codebook: torch.Tensor, chunk_elements: int = DEFAULT_SEARCH_CHUNK_ELEMENTS
+) -> torch.Tensor:
+    """Index of the nearest codebook row (squared euclidean distance) for each vector: (N, D), (K, D) -> (N,) int64.
+
+    `||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2`; `||z||^2` is the same for every code and drops out of the argmin, the
+    rest is one `addmm` per chunk of rows. Chunks hold at most `chunk_elements` distances, so memory stays bounded
+    where `torch.cdist` would materialize the whole N x K matrix (4 GiB at N = 65536, K = 16384).
+    """
+    vectors, codebook = vectors.float(), codebook.float()
+    codebook_sq = codebook.pow(2).sum(dim=1)  # (K,)
+    codebook_t = codebook.t()  # (D, K)
+    chunk = max(1, chunk_elements // codebook.shape[0])
+    indices = torch.empty(vectors.shape[0], dtype=torch.long, device=vectors.device)
+    for start in range(0, vectors.shape[0], chunk):
+        block = vectors[start : start + chunk]
+        distances = torch.addmm(codebook_sq, block, codebook_t, beta=1.0, alpha=-2.0)  # (chunk, K), minus ||z||^2
+        indices[start : start + chunk] = distances.argmin(dim=1)
+    return indices
+
+
+def code_statistics(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perplexity and usage fraction of a code histogram (K,)."""
+    probs = counts.float() / counts.sum().clamp(min=1)
+    entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum()
+    return entropy.exp(), (counts > 0).float().mean()
+
+
+def _to_rows(latents: torch.Tensor) -> torch.Tensor:
+    return latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])  # (B*H*W, C)
+
+
+def _to_grid(rows: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
+    return rows.view(batch, height, width, -1).permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+def _check_latents(latents: torch.Tensor, channels: int) -> None:
+    if not isinstance(latents, torch.Tensor) or latents.ndim != 4 or latents.shape[1] != channels:
+        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise ValueError(f"the quantizer takes latents of shape (batch, {channels}, height, width), got {shape}")
+
+
+def check_indices(indices: torch.Tensor, num_embeddings: int) -> None:
+    """Raise a clear `ValueError` unless `indices` is an integer (B, h, w) grid of codes in [0, num_embeddings)."""
+    if not isinstance(indices, torch.Tensor) or indices.ndim != 3:
+        shape = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__
+        raise ValueError(f"indices must be a (batch, height, width) grid of code indices, got shape {shape}")
+    if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+        raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}")
+    if indices.numel() and (indices.min() < 0 or indices.max() >= num_embeddings):
+        raise ValueError(
+            f"indices must lie in [0, {num_embeddings}) (the codebook size), got values in "
+            f"[{indices.min().item()}, {indices.max().item()}]"
+        )
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class VectorQuantizer(nn.Module):
+    """Vector quantizer with the loss of the VQ-VAE paper, `||sg[z_e] - e||^2 + beta * ||z_e - sg[e]||^2`.
+
+    Args:
+        num_embeddings: codebook size K.
+        embedding_dim: channels C of the latents it takes.
+        beta: weight of the commitment term (0.25 in the paper and in taming).
+        codebook_update: `"loss"` (the codebook is a parameter learned through the codebook term) or `"ema"`
+            (exponential moving averages of the assigned vectors, van den Oord et al. 2017 appendix A.1; the
+            statistics are all-reduced across processes so that every rank keeps the same codebook).
+        ema_decay: decay of the EMA statistics, in (0, 1).
+        ema_epsilon: Laplace smoothing of the EMA cluster sizes, so that unused codes do not divide by zero.
+        use_l2_norm: l2-normalize latents and codes before the search (cosine similarity), as in ViT-VQGAN and
+            LlamaGen; it keeps codes on the sphere where the encoder outputs are.
+        codebook_dim: search a codebook of this lower dimension, with learned linear projections in and out
+            (ViT-VQGAN's factorized codes; LlamaGen uses 8). `None` searches in `embedding_dim`.
+        kmeans_init: initialize the codebook by k-means on the first training batch.
+        kmeans_iters: Lloyd iterations of that k-means.
+        dead_code_threshold: in training, a code unused for this many consecutive steps is re-seeded from a random
+            latent of the current batch. `None` disables restarts.
+        search_chunk_elements: memory bound of the nearest-code search (see `nearest_codes`).
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        beta: float = 0.25,
+        codebook_update: str = "loss",
+        ema_decay: float = 0.99,
+        ema_epsilon: float = 1e-5,
+        use_l2_norm: bool = False,
+        codebook_dim: int | None = None,
+        kmeans_init: bool = False,
+        kmeans_iters: int = 10,
+        dead_code_threshold: int | None = None,
+        search_chunk_elements: int = DEFAULT_SEARCH_CHUNK_ELEMENTS,
+    ):
+        super().__init__()
+        check_int("num_embeddings", num_embeddings, minimum=2)
+        check_int("embedding_dim", embedding_dim, minimum=1)
+        check_float("beta", beta, minimum=0.0)
+        check_choice("codebook_update", codebook_update, CODEBOOK_UPDATES)
+        check_float("ema_decay", ema_decay, 0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True)
+        check_float("ema_epsilon", ema_epsilon, 0.0, exclusive_minimum=True)
+        check_int("kmeans_iters", kmeans_iters, minimum=1)
+        check_int("search_chunk_elements", search_chunk_elements, minimum=1)
+        if codebook_dim is not None:
+            check_int("codebook_dim", codebook_dim, minimum=1, maximum=embedding_dim - 1)
+        if dead_code_threshold is not None:
+            check_int("dead_code_threshold", dead_code_threshold, minimum=1)
+
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.beta = beta
+        self.codebook_update = codebook_update
+        self.ema_decay = ema_decay
+        self.ema_epsilon = ema_epsilon
+        self.use_l2_norm = use_l2_norm
+        self.kmeans_init = kmeans_init
+        self.kmeans_iters = kmeans_iters
+        self.dead_code_threshold = dead_code_threshold
+        self.search_chunk_elements = search_chunk_elements
+
+        dim = embedding_dim if codebook_dim is None else codebook_dim
+        self.codebook_dim = dim
+        self.in_proj = nn.Linear(embedding_dim, dim) if codebook_dim is not None else None
+        self.out_proj = nn.Linear(dim, embedding_dim) if codebook_dim is not None else None
+        self.embedding = nn.Embedding(num_embeddings, dim)
+        self.reset_codebook()
+        if codebook_update == "ema":
+            self.embedding.weight.requires_grad_(False)  # moved by the EMA, never by the optimizer
+            self.register_buffer("ema_cluster_size", torch.ones(num_embeddings))
+            self.register_buffer("ema_embed_sum", self.embedding.weight.detach().clone())
+        # Persistent, so that a reloaded or resumed model does not run k-means again over a trained codebook.
+        self.register_buffer("initialized", torch.tensor(not kmeans_init))
+        if dead_code_threshold is not None:
+            self.register_buffer("steps_unused", torch.zeros(num_embeddings, dtype=torch.long))
+
+    @torch.no_grad()
+    def reset_codebook(self) -> None:
+        """Uniform in [-1/K, 1/K], taming's and diffusers' initialization."""
+        # nn.init, not Tensor.uniform_: transformers guards nn.init so that weights loaded from a checkpoint stay.
+        nn.init.uniform_(self.embedding.weight, -1.0 / self.num_embeddings, 1.0 / self.num_embeddings)
+        self._restart_ema_from_codebook()
+
+    @torch.no_grad()
+    def use_pretrained_codebook(self) -> None:
+        """Treat the current codebook as trained (e.g. converted): no k-means over it, EMA restarts from it."""
+        self.initialized.fill_(True)
+        self._restart_ema_from_codebook()
+
+    def _restart_ema_from_codebook(self) -> None:
+        if self.codebook_update == "ema" and hasattr(self, "ema_embed_sum"):  # not yet registered in __init__
+            self.ema_embed_sum.copy_(self.embedding.weight)
+            self.ema_cluster_size.fill_(1.0)
+
+    def codebook(self) -> torch.Tensor:
+        """The codes searched against, (K, codebook_dim) float32, l2-normalized with `use_l2_norm`."""
+        weight = self.embedding.weight.float()
+        return F.normalize(weight, dim=1) if self.use_l2_norm else weight
+
+    def _project_in(self, rows: torch.Tensor) -> torch.Tensor:
+        rows = self.in_proj(rows) if self.in_proj is not None else rows
+        return F.normalize(rows, dim=1) if self.use_l2_norm else rows
+
+    def _project_out(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(rows) if self.out_proj is not None else rows
+
+    def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, h, w) -> quantized latents (B, embedding_dim, h, w), the same values `forward` gives."""
+        check_indices(indices, self.num_embeddings)
+        batch, height, width = indices.shape
+        with torch.autocast(device_type=indices.device.type, enabled=False):
+            rows = self._project_out(F.embedding(indices.reshape(-1), self.codebook()))
+        return _to_grid(rows, batch, height, width)
+
+    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
+        """Quantize latents (B, C, H, W) to their nearest codes."""
+        _check_latents(latents, self.embedding_dim)
+        batch, _, height, width = latents.shape
+        with torch.autocast(device_type=latents.device.type, enabled=False):
+            z = self._project_in(_to_rows(latents.float()))  # (N, d), N = B*H*W
+            if self.training:
+                self._maintain_codebook(z.detach())
+            codebook = self.codebook()  # (K, d)
+            indices = nearest_codes(z.detach(), codebook.detach(), self.search_chunk_elements)  # (N,)
+            z_q = F.embedding(indices, codebook)  # (N, d); differentiable in the codebook
+            commitment_loss = F.mse_loss(z, z_q.detach())
+            if self.codebook_update == "loss":
+                codebook_loss = F.mse_loss(z_q, z.detach())
+            else:
+                codebook_loss = z.new_zeros(())
+            # Straight-through estimator written so that the value is exactly z_q (z - sg[z] is exactly 0), which
+            # keeps decode_indices(encode_indices(x)) bit-identical to forward; the gradient w.r.t. z is identity.
+            quantized = self._project_out(z_q.detach() + (z - z.detach()))
+            counts = torch.bincount(indices, minlength=self.num_embeddings)  # (K,)
+            if self.training:
+                self._update_after_step(z.detach(), indices, counts)
+            perplexity, usage = code_statistics(counts)
+        return QuantizerOutput(
+            quantized=_to_grid(quantized, batch, height, width),
+            indices=indices.view(batch, height, width),
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment_loss,
+            loss=codebook_loss + self.beta * commitment_loss,
+            perplexity=perplexity,
+            usage=usage,
+        )
+
+    # ----- codebook maintenance (training mode only; every rank ends with the same codebook) -----
+
+    @torch.no_grad()
+    def _maintain_codebook(self, z: torch.Tensor) -> None:
+        """k-means initialization and dead-code restarts, before this step's search uses the codebook."""
+        if not bool(self.initialized):
+            self._set_codes(torch.arange(self.num_embeddings, device=z.device), self._kmeans(z))
+            self.initialized.fill_(True)
+        if self.dead_code_threshold is not None:
+            dead = (self.steps_unused >= self.dead_code_threshold).nonzero().squeeze(1)
+            if dead.numel():
+                # Re-seed from random latents of this batch: they are where the encoder is now.
+                picks = torch.randint(z.shape[0], (dead.numel(),), device=z.device)
+                self._set_codes(dead, z[picks])
+                self.steps_unused[dead] = 0
+
+    @torch.no_grad()
+    def _set_codes(self, which: torch.Tensor, vectors: torch.Tensor) -> None:
+        codes = self.embedding.weight.detach().clone()
+        codes[which] = vectors.to(codes.dtype)
+        if _distributed():
+            dist.broadcast(codes, src=0)  # every rank takes rank 0's codes
+        # `.data`: the weight may already be saved for backward by an earlier step's graph; this is a new value.
+        self.embedding.weight.data.copy_(codes)
+        if self.codebook_update == "ema":
+            self.ema_embed_sum[which] = codes[which]
+            self.ema_cluster_size[which] = 1.0
+
+    @torch.no_grad()
+    def _kmeans(self, z: torch.Tensor) -> torch.Tensor:
+        """Lloyd's k-means on the rows of z (N, d) -> K centroids; codes whose cluster empties keep their seed."""
+        generator_device = z.device
+        picks = (
+            torch.randperm(z.shape[0], device=generator_device)[: self.num_embeddings]
+            if z.shape[0] >= self.num_embeddings
+            else torch.randint(z.shape[0], (self.num_embeddings,), device=generator_device)
+        )
+        centroids = z[picks].clone()  # (K, d)
+        for _ in range(self.kmeans_iters):
+            assign = nearest_codes(z, centroids, self.search_chunk_elements)
+            counts = torch.bincount(assign, minlength=self.num_embeddings).unsqueeze(1)  # (K, 1)
+            sums = torch.zeros_like(centroids).index_add_(0, assign, z)
+            centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+            if self.use_l2_norm:
+                centroids = F.normalize(centroids, dim=1)
+        return centroids
+
+    @torch.no_grad()
+    def _update_after_step(self, z: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
+        """EMA codebook update and dead-code bookkeeping with this step's assignments, summed over processes."""
+        if self.codebook_update != "ema" and self.dead_code_threshold is None:
+            return
+        counts = counts.float()
+        sums = torch.zeros(self.num_embeddings, z.shape[1], device=z.device).index_add_(0, indices, z)
+        if _distributed():
+            dist.all_reduce(counts)
+            dist.all_reduce(sums)
+        if self.dead_code_threshold is not None:
+            self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
+        if self.codebook_update == "ema":
+            decay = self.ema_decay
+            self.ema_cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
+            self.ema_embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
+            # Laplace smoothing: (n_k + eps) / (n + K eps) * n keeps the total mass, and no code divides by zero.
+            total = self.ema_cluster_size.sum()
+            smoothed = (self.ema_cluster_size + self.ema_epsilon) / (total + self.num_embeddings * self.ema_epsilon)
+            codes = self.ema_embed_sum / (smoothed * total).unsqueeze(1)
+            self.embedding.weight.copy_(F.normalize(codes, dim=1) if self.use_l2_norm else codes)
+
+    def extra_repr(self) -> str:
+        extras = [f"num_embeddings={self.num_embeddings}", f"embedding_dim={self.embedding_dim}", f"beta={self.beta}"]
+        if self.codebook_dim != self.embedding_dim:
+            extras.append(f"codebook_dim={self.codebook_dim}")
+        extras.append(f"codebook_update={self.codebook_update!r}")
+        if self.use_l2_norm:
+            extras.append("use_l2_norm=True")
+        return ", ".join(extras)
+
+
+class FSQ(nn.Module):
+    """Finite scalar quantization (Mentzer et al. 2023): each channel is bounded and rounded to a few levels.
+
+    The codebook is implicit, the grid of `levels` (K = prod(levels) codes); there is no codebook or commitment
+    loss and no code can die. Rounding passes gradients straight through.
+
+    Args:
+        levels: levels per channel, e.g. `[8, 5, 5, 5]` (K = 1000) or `[8, 8, 8, 6, 5]` (K = 15360), each >= 2.
+        embedding_dim: channels of the latents it takes; when it differs from `len(levels)`, learned linear
+            projections map to and from the `len(levels)` quantized channels.
+        eps: keeps the bound slightly wider than the outer levels, so that they are reached (the paper's 1e-3).
+    """
+
+    def __init__(self, levels: Sequence[int], embedding_dim: int | None = None, eps: float = 1e-3):
+        super().__init__()
+        check_int_list("levels", levels, minimum=2)
+        self.levels = list(levels)
+        dim = len(self.levels)
+        self.embedding_dim = dim if embedding_dim is None else embedding_dim
+        check_int("embedding_dim", self.embedding_dim, minimum=1)
+        self.num_embeddings = math.prod(self.levels)
+        self.eps = eps
+        self.in_proj = nn.Linear(self.embedding_dim, dim) if self.embedding_dim != dim else None
+        self.out_proj = nn.Linear(dim, self.embedding_dim) if self.embedding_dim != dim else None
+        levels_tensor = torch.tensor(self.levels, dtype=torch.float32)
+        basis = torch.cumprod(torch.tensor([1] + self.levels[:-1], dtype=torch.long), dim=0)
+        self.register_buffer("_levels", levels_tensor, persistent=False)
+        self.register_buffer("_basis", basis, persistent=False)
+
+    def bound(self, z: torch.Tensor) -> torch.Tensor:
+        """Squash each channel into (-L/2, L/2) (shifted by 1/2 for even L) so that rounding gives exactly L values."""
+        half_l = (self._levels - 1) * (1 + self.eps) / 2
+        offset = torch.where(self._levels % 2 == 0, 0.5, 0.0)
+        shift = torch.atanh(offset / half_l)
+        return torch.tanh(z + shift) * half_l - offset
+
+    def _codes_to_indices(self, rounded: torch.Tensor) -> torch.Tensor:
+        half_width = torch.div(self._levels, 2, rounding_mode="floor")
+        digits = (rounded + half_width).long()  # (N, dim), each in [0, L)
+        return (digits * self._basis).sum(dim=1)
+
+    def _indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        half_width = torch.div(self._levels, 2, rounding_mode="floor")
+        digits = torch.div(indices.unsqueeze(1), self._basis, rounding_mode="floor") % self._levels.long()
+        return (digits.float() - half_width) / half_width  # (N, dim) in [-1, 1]
+
+    def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, h, w) -> quantized latents (B, embedding_dim, h, w), the same values `forward` gives."""
+        check_indices(indices, self.num_embeddings)
+        batch, height, width = indices.shape
+        with torch.autocast(device_type=indices.device.type, enabled=False):
+            rows = self._indices_to_codes(indices.reshape(-1))
+            rows = self.out_proj(rows) if self.out_proj is not None else rows
+        return _to_grid(rows, batch, height, width)
+
+    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
+        """Quantize latents (B, C, H, W) channel by channel."""
+        _check_latents(latents, self.embedding_dim)
+        batch, _, height, width = latents.shape
+        with torch.autocast(device_type=latents.device.type, enabled=False):
+            z = _to_rows(latents.float())  # (N, C)
+            z = self.in_proj(z) if self.in_proj is not None else z  # (N, dim)
+            bounded = self.bound(z)
+            rounded = bounded.round().detach() + (bounded - bounded.detach())  # value exactly round(), gradient 1
+            indices = self._codes_to_indices(rounded.detach())
+            half_width = torch.div(self._levels, 2, rounding_mode="floor")
+            codes = rounded / half_width  # (N, dim) in [-1, 1]
+            quantized = self.out_proj(codes) if self.out_proj is not None else codes
+            perplexity, usage = code_statistics(torch.bincount(indices, minlength=self.num_embeddings))
+        zero = z.new_zeros(())
+        return QuantizerOutput(
+            quantized=_to_grid(quantized, batch, height, width),
+            indices=indices.view(batch, height, width),
+            codebook_loss=zero,
+            commitment_loss=zero,
+            loss=zero,
+            perplexity=perplexity,
+            usage=usage,
+        )
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, embedding_dim={self.embedding_dim}, num_embeddings={self.num_embeddings}"
+
+
+def build_quantizer(config) -> VectorQuantizer | FSQ:
+    """The quantizer a `QuantizerConfigMixin` config describes, taking `vq_embed_dim`-channel latents."""
+    if config.quantizer_type == "fsq":
+        return FSQ(config.fsq_levels, embedding_dim=config.vq_embed_dim)
+    return VectorQuantizer(
+        config.num_vq_embeddings,
+        config.vq_embed_dim,
+        beta=config.vq_beta,
+        codebook_update=config.vq_codebook_update,
+        ema_decay=config.vq_ema_decay,
+        ema_epsilon=config.vq_ema_epsilon,
+        use_l2_norm=config.vq_use_l2_norm,
+        codebook_dim=config.vq_codebook_dim,
+        kmeans_init=config.vq_kmeans_init,
+        dead_code_threshold=config.vq_dead_code_threshold,
+    )
