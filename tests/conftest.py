@@ -27,6 +27,13 @@ def images() -> torch.Tensor:
 
 
 @pytest.fixture
+def smooth_images() -> torch.Tensor:
+    """(4, 3, 16, 16) low-frequency images in [-1, 1] (upsampled 4x4 noise): learnable through a small bottleneck."""
+    coarse = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    return torch.nn.functional.interpolate(coarse, size=16, mode="bilinear", align_corners=False)
+
+
+@pytest.fixture
 def tiny_vae() -> hf_vq.VAEModel:
     return hf_vq.VAEModel(hf_vq.VAEConfig(**TINY_BACKBONE)).eval()
 

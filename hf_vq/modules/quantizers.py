@@ -364,26 +364,35 @@ class FSQ(nn.Module):
         self.eps = eps
         self.in_proj = nn.Linear(self.embedding_dim, dim) if self.embedding_dim != dim else None
         self.out_proj = nn.Linear(dim, self.embedding_dim) if self.embedding_dim != dim else None
-        levels_tensor = torch.tensor(self.levels, dtype=torch.float32)
-        basis = torch.cumprod(torch.tensor([1] + self.levels[:-1], dtype=torch.long), dim=0)
-        self.register_buffer("_levels", levels_tensor, persistent=False)
-        self.register_buffer("_basis", basis, persistent=False)
+        # Mixed-radix place values of the per-channel digits: index = sum_i digit_i * prod_{j < i} L_j.
+        self.basis = [math.prod(self.levels[:i]) for i in range(dim)]
+
+    def _constants(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """levels (float), half widths L // 2 (float) and place values (long), each (dim,).
+
+        Built from python lists rather than kept as buffers: non-persistent buffers come back uninitialized when
+        transformers materializes a model from the meta device.
+        """
+        levels = torch.tensor(self.levels, dtype=torch.float32, device=device)
+        half_width = torch.tensor([level // 2 for level in self.levels], dtype=torch.float32, device=device)
+        return levels, half_width, torch.tensor(self.basis, dtype=torch.long, device=device)
 
     def bound(self, z: torch.Tensor) -> torch.Tensor:
         """Squash each channel into (-L/2, L/2) (shifted by 1/2 for even L) so that rounding gives exactly L values."""
-        half_l = (self._levels - 1) * (1 + self.eps) / 2
-        offset = torch.where(self._levels % 2 == 0, 0.5, 0.0)
+        levels, _, _ = self._constants(z.device)
+        half_l = (levels - 1) * (1 + self.eps) / 2
+        offset = torch.where(levels % 2 == 0, 0.5, 0.0)
         shift = torch.atanh(offset / half_l)
         return torch.tanh(z + shift) * half_l - offset
 
     def _codes_to_indices(self, rounded: torch.Tensor) -> torch.Tensor:
-        half_width = torch.div(self._levels, 2, rounding_mode="floor")
+        _, half_width, basis = self._constants(rounded.device)
         digits = (rounded + half_width).long()  # (N, dim), each in [0, L)
-        return (digits * self._basis).sum(dim=1)
+        return (digits * basis).sum(dim=1)
 
     def _indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        half_width = torch.div(self._levels, 2, rounding_mode="floor")
-        digits = torch.div(indices.unsqueeze(1), self._basis, rounding_mode="floor") % self._levels.long()
+        levels, half_width, basis = self._constants(indices.device)
+        digits = torch.div(indices.unsqueeze(1), basis, rounding_mode="floor") % levels.long()  # (N, dim)
         return (digits.float() - half_width) / half_width  # (N, dim) in [-1, 1]
 
     def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
@@ -405,7 +414,7 @@ class FSQ(nn.Module):
             bounded = self.bound(z)
             rounded = bounded.round().detach() + (bounded - bounded.detach())  # value exactly round(), gradient 1
             indices = self._codes_to_indices(rounded.detach())
-            half_width = torch.div(self._levels, 2, rounding_mode="floor")
+            _, half_width, _ = self._constants(z.device)
             codes = rounded / half_width  # (N, dim) in [-1, 1]
             quantized = self.out_proj(codes) if self.out_proj is not None else codes
             perplexity, usage = code_statistics(torch.bincount(indices, minlength=self.num_embeddings))

@@ -1,0 +1,241 @@
+import pytest
+import torch
+from diffusers import VQModel
+from transformers import AutoModel
+
+import hf_vq
+from hf_vq.losses import reconstruction_loss
+
+from .conftest import assert_state_dicts_equal
+
+TINY_VQGAN = dict(
+    block_out_channels=[16, 32],
+    layers_per_block=1,
+    norm_num_groups=8,
+    latent_channels=8,
+    vq_embed_dim=4,
+    num_vq_embeddings=32,
+    sample_size=16,
+)
+TINY_VQVAE = dict(
+    hidden_channels=32, residual_hidden_channels=16, num_vq_embeddings=32, vq_embed_dim=8, sample_size=16
+)
+
+QUANTIZER_VARIANTS = {
+    "plain": {},
+    "ema": {"vq_codebook_update": "ema"},
+    "cosine-factorized": {"vq_use_l2_norm": True, "vq_codebook_dim": 2, "vq_kmeans_init": True},
+    "restarts": {"vq_dead_code_threshold": 1},
+    "fsq": {"quantizer_type": "fsq", "fsq_levels": [4, 3, 3], "num_vq_embeddings": None},
+}
+
+
+def vqgan(**overrides) -> hf_vq.VQGANModel:
+    return hf_vq.VQGANModel(hf_vq.VQGANConfig(**{**TINY_VQGAN, **overrides}))
+
+
+def vqvae(**overrides) -> hf_vq.VQVAEModel:
+    return hf_vq.VQVAEModel(hf_vq.VQVAEConfig(**{**TINY_VQVAE, **overrides}))
+
+
+FAMILIES = {"vqgan": vqgan, "vqvae": vqvae}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_output_fields_shapes_and_dtypes(family, images):
+    model = FAMILIES[family]().eval()
+    out = model(images)
+    grid = (4, 8, 8) if family == "vqgan" else (4, 4, 4)
+    assert out.reconstruction.shape == images.shape and out.reconstruction.dtype == torch.float32
+    assert out.indices.shape == grid and out.indices.dtype == torch.int64
+    assert out.quantized.shape == (grid[0], model.config.vq_embed_dim, *grid[1:])
+    for name in ("codebook_loss", "commitment_loss", "quantizer_loss", "perplexity", "usage"):
+        assert getattr(out, name).shape == (), name
+    assert 0 < out.usage <= 1 and 1 <= out.perplexity <= model.config.num_vq_embeddings
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("variant", QUANTIZER_VARIANTS)
+def test_decode_indices_of_encode_indices_is_exactly_the_forward_reconstruction(family, variant, images):
+    model = FAMILIES[family](**QUANTIZER_VARIANTS[variant])
+    model.train()
+    model(images)  # one training step's codebook maintenance (k-means, EMA, restarts) first
+    model.eval()
+    indices = model.encode_indices(images)
+    torch.testing.assert_close(model.decode_indices(indices), model(images).reconstruction, rtol=0, atol=0)
+    torch.testing.assert_close(model.decode(model.encode(images)), model(images).reconstruction, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("variant", ["plain", "ema", "fsq"])
+def test_save_and_load_are_exact_including_quantizer_state(tmp_path, family, variant, images):
+    model = FAMILIES[family](**QUANTIZER_VARIANTS[variant]).train()
+    model(images)  # moves EMA statistics away from their initial values
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert type(loaded) is type(model)
+    assert_state_dicts_equal(loaded, model)
+    model.eval()
+    torch.testing.assert_close(loaded(images).reconstruction, model(images).reconstruction, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_few_optimizer_steps_lower_the_loss(family, smooth_images):
+    model = FAMILIES[family](vq_kmeans_init=True, vq_dead_code_threshold=2).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(40):
+        out = model(smooth_images)
+        loss = reconstruction_loss(out.reconstruction, smooth_images) + out.quantizer_loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bad_indices_raise(family):
+    model = FAMILIES[family]()
+    with pytest.raises(ValueError, match=r"\[0, 32\)"):
+        model.decode_indices(torch.full((1, 4, 4), 32))
+    with pytest.raises(ValueError, match=r"\[0, 32\)"):
+        model.decode_indices(torch.full((1, 4, 4), -1))
+    with pytest.raises(ValueError, match="batch, height, width"):
+        model.decode_indices(torch.zeros(1, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer"):
+        model.decode_indices(torch.zeros(1, 4, 4))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_wrong_images_raise(family):
+    model = FAMILIES[family]()
+    with pytest.raises(ValueError, match="in_channels=3"):
+        model(torch.zeros(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="not divisible"):
+        model.encode_indices(torch.zeros(1, 3, 15, 16))
+
+
+def diffusers_vq_model(attention: bool) -> VQModel:
+    return VQModel(
+        block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D", "AttnDownEncoderBlock2D" if attention else "DownEncoderBlock2D"),
+        up_block_types=("AttnUpDecoderBlock2D" if attention else "UpDecoderBlock2D", "UpDecoderBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=8,
+        latent_channels=8,
+        vq_embed_dim=4,
+        num_vq_embeddings=32,
+        sample_size=16,
+        mid_block_add_attention=attention,
+    ).eval()
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_from_diffusers_is_key_for_key_and_output_for_output(attention, images):
+    reference = diffusers_vq_model(attention)
+    with torch.no_grad():  # a spread-out codebook, so that many codes are in play
+        reference.quantize.embedding.weight.normal_()
+    model = hf_vq.VQGANModel.from_diffusers(reference).eval()
+    assert model.config.down_block_types == list(reference.config.down_block_types)
+    with torch.no_grad():
+        latents = reference.encode(images).latents
+        torch.testing.assert_close(model.encode(images), latents, rtol=0, atol=1e-5)
+        _, _, (_, _, expected_indices) = reference.quantize(latents)
+        assert torch.equal(model.encode_indices(images).flatten(), expected_indices.flatten())
+        torch.testing.assert_close(model(images).reconstruction, reference(images).sample, rtol=0, atol=1e-5)
+    back = model.to_diffusers()
+    assert_state_dicts_equal(back, reference)
+    assert back.config.down_block_types == reference.config.down_block_types
+
+
+def test_to_diffusers_keeps_an_ema_codebook_and_drops_its_statistics(images):
+    model = vqgan(vq_codebook_update="ema").train()
+    model(images)
+    converted = model.to_diffusers().eval()
+    assert "quantize.ema_cluster_size" not in converted.state_dict()
+    torch.testing.assert_close(converted.quantize.embedding.weight, model.quantize.embedding.weight, rtol=0, atol=0)
+    model.eval()
+    torch.testing.assert_close(converted(images).sample, model(images).reconstruction, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["cosine-factorized", "fsq"])
+def test_to_diffusers_refuses_quantizers_diffusers_does_not_have(variant):
+    with pytest.raises(ValueError, match="diffusers' VQModel"):
+        vqgan(**QUANTIZER_VARIANTS[variant]).to_diffusers()
+
+
+def test_from_diffusers_takes_quantizer_options_and_keeps_the_codebook():
+    reference = diffusers_vq_model(attention=False)
+    model = hf_vq.VQGANModel.from_diffusers(reference, vq_codebook_update="ema", vq_kmeans_init=True)
+    assert bool(model.quantize.initialized)  # a converted codebook is not re-initialized by k-means
+    torch.testing.assert_close(model.quantize.ema_embed_sum, reference.quantize.embedding.weight, rtol=0, atol=0)
+
+
+def test_vqgan_defaults_are_tamings_f16_model():
+    config = hf_vq.VQGANConfig()
+    assert config.block_out_channels == [128, 128, 256, 256, 512] and config.downsample_factor == 16
+    assert config.down_block_types[-1] == "AttnDownEncoderBlock2D"
+    assert config.up_block_types[0] == "AttnUpDecoderBlock2D"
+    assert config.num_vq_embeddings == 1024 and config.vq_embed_dim == 256 and config.vq_beta == 0.25
+    taming = hf_vq.VQGANConfig.from_taming(
+        ch=128, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16], resolution=256,
+        z_channels=256, n_embed=1024, embed_dim=256,
+    )  # fmt: skip
+    assert taming.to_dict() == config.to_dict()
+
+
+def test_vqvae_defaults_are_the_papers_cifar10_model():
+    config = hf_vq.VQVAEConfig()
+    assert (config.hidden_channels, config.num_vq_embeddings, config.vq_embed_dim) == (256, 512, 64)
+    model = hf_vq.VQVAEModel(config)
+    convs = model.encoder.downsamplers
+    assert len(convs) == 2 and all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
+    assert len(model.encoder.residual_stack.layers) == 2
+    assert model.encode_indices(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 8)
+
+
+BAD_QUANTIZER_CONFIGS = [
+    ({"quantizer_type": "fsq", "fsq_levels": [4, 4], "num_vq_embeddings": 32}, "num_vq_embeddings"),
+    ({"quantizer_type": "fsq", "num_vq_embeddings": None}, "fsq_levels"),
+    ({"quantizer_type": "fsq", "fsq_levels": [4, 4], "num_vq_embeddings": None, "vq_codebook_update": "ema"}, "FSQ"),
+    ({"quantizer_type": "fsq", "fsq_levels": [4, 4], "num_vq_embeddings": None, "vq_use_l2_norm": True}, "FSQ"),
+    ({"quantizer_type": "fsq", "fsq_levels": [4, 1], "num_vq_embeddings": None}, "fsq_levels"),
+    ({"fsq_levels": [4, 4]}, "fsq_levels"),
+    ({"quantizer_type": "rvq"}, "quantizer_type"),
+    ({"vq_codebook_dim": 4}, "vq_codebook_dim"),  # not smaller than vq_embed_dim 4
+    ({"vq_codebook_update": "kmeans"}, "vq_codebook_update"),
+    ({"vq_ema_decay": 1.0}, "vq_ema_decay"),
+    ({"vq_beta": -0.25}, "vq_beta"),
+    ({"num_vq_embeddings": 1}, "num_vq_embeddings"),
+    ({"vq_dead_code_threshold": 0}, "vq_dead_code_threshold"),
+    ({"norm_type": "spatial"}, "norm_type"),
+    ({"sample_size": 17}, "sample_size"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field"), BAD_QUANTIZER_CONFIGS)
+def test_bad_vqgan_configs_raise_naming_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        hf_vq.VQGANConfig(**{**TINY_VQGAN, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"hidden_channels": 33}, "hidden_channels"),
+        ({"sample_size": 18}, "sample_size"),
+        ({"num_downsamples": 0}, "num_downsamples"),
+        ({"vq_codebook_dim": 8}, "vq_codebook_dim"),
+    ],
+)
+def test_bad_vqvae_configs_raise_naming_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        hf_vq.VQVAEConfig(**{**TINY_VQVAE, **overrides})
+
+
+def test_fsq_config_fills_in_its_codebook_size_and_round_trips(tmp_path):
+    config = hf_vq.VQGANConfig(**{**TINY_VQGAN, **QUANTIZER_VARIANTS["fsq"]})
+    assert config.num_vq_embeddings == 36
+    config.save_pretrained(tmp_path)
+    assert hf_vq.VQGANConfig.from_pretrained(tmp_path).num_vq_embeddings == 36
