@@ -283,7 +283,8 @@ class VectorQuantizer(nn.Module):
         codes[which] = vectors.to(codes.dtype)
         if _distributed():
             dist.broadcast(codes, src=0)  # every rank takes rank 0's codes
-        # `.data`: the weight may already be saved for backward by an earlier step's graph; this is a new value.
+        # Through `.data`, bypassing autograd's version check: a graph still alive from an earlier forward (two
+        # forwards before one backward) may hold the weight, and re-seeded codes need no gradient history.
         self.embedding.weight.data.copy_(codes)
         if self.codebook_update == "ema":
             self.ema_embed_sum[which] = codes[which]
@@ -292,12 +293,10 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _kmeans(self, z: torch.Tensor) -> torch.Tensor:
         """Lloyd's k-means on the rows of z (N, d) -> K centroids; codes whose cluster empties keep their seed."""
-        generator_device = z.device
-        picks = (
-            torch.randperm(z.shape[0], device=generator_device)[: self.num_embeddings]
-            if z.shape[0] >= self.num_embeddings
-            else torch.randint(z.shape[0], (self.num_embeddings,), device=generator_device)
-        )
+        if z.shape[0] >= self.num_embeddings:
+            picks = torch.randperm(z.shape[0], device=z.device)[: self.num_embeddings]
+        else:  # fewer latents than codes: seed with repeats
+            picks = torch.randint(z.shape[0], (self.num_embeddings,), device=z.device)
         centroids = z[picks].clone()  # (K, d)
         for _ in range(self.kmeans_iters):
             assign = nearest_codes(z, centroids, self.search_chunk_elements)
