@@ -239,3 +239,12 @@ def test_fsq_config_fills_in_its_codebook_size_and_round_trips(tmp_path):
     assert config.num_vq_embeddings == 36
     config.save_pretrained(tmp_path)
     assert hf_vq.VQGANConfig.from_pretrained(tmp_path).num_vq_embeddings == 36
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"), [({"ch_mult": [2, 4]}, "ch_mult"), ({"attn_resolutions": [24]}, "attn_resolutions")]
+)
+def test_from_taming_rejects_layouts_diffusers_cannot_express(overrides, field):
+    taming = dict(ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[], resolution=16, z_channels=8)
+    with pytest.raises(ValueError, match=field):
+        hf_vq.VQGANConfig.from_taming(**{**taming, **overrides}, n_embed=16, embed_dim=4)

@@ -21,6 +21,9 @@ from transformers.utils import ModelOutput
 from ..configuration_utils import check_choice, check_float, check_int, check_int_list
 
 CODEBOOK_UPDATES = ("loss", "ema")
+# The VectorQuantizer's training state (k-means flag, EMA statistics, dead-code counters): buffers that a converted
+# diffusers or taming codebook has no equivalent for, and that `use_pretrained_codebook()` sets from the codebook.
+TRAINING_STATE_BUFFERS = ("initialized", "ema_cluster_size", "ema_embed_sum", "steps_unused")
 # Upper bound on the elements of one (chunk x K) distance block: 2**24 float32 = 64 MiB.
 DEFAULT_SEARCH_CHUNK_ELEMENTS = 2**24
 

@@ -65,7 +65,16 @@ class VQGANConfig(ConvAutoencoderConfig, QuantizerConfigMixin):
         residual block when that resolution is in `attn_resolutions`; the decoder mirrors it.
         """
         levels = len(ch_mult)
-        attention = [resolution // 2**i in attn_resolutions for i in range(levels)]
+        if ch_mult[0] != 1:
+            # taming's conv_in gives `ch` channels, diffusers' Encoder block_out_channels[0]: equal only then.
+            raise ValueError(f"`ch_mult[0]` must be 1 to match the diffusers layout, got ch_mult={list(ch_mult)}")
+        level_resolutions = [resolution // 2**i for i in range(levels)]
+        unmatched = sorted(set(attn_resolutions) - set(level_resolutions))
+        if unmatched:
+            raise ValueError(
+                f"`attn_resolutions` {unmatched} match no level: the levels run at resolutions {level_resolutions}"
+            )
+        attention = [size in attn_resolutions for size in level_resolutions]
         return cls(
             in_channels=in_channels,
             out_channels=out_ch,

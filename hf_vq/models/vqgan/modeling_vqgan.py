@@ -16,7 +16,7 @@ from ...modules.backbone import (
     diffusers_config_kwargs,
     init_conv_weights,
 )
-from ...modules.quantizers import VectorQuantizer, build_quantizer
+from ...modules.quantizers import TRAINING_STATE_BUFFERS, VectorQuantizer, build_quantizer
 from ...modules.vq_autoencoder import VQAutoencoderMixin
 from .configuration_vqgan import VQGANConfig
 
@@ -29,6 +29,8 @@ _DIFFUSERS_KEYS = (
     "act_fn", "latent_channels", "sample_size", "num_vq_embeddings", "norm_num_groups", "vq_embed_dim",
     "scaling_factor", "norm_type", "mid_block_add_attention",
 )  # fmt: skip
+# State-dict keys of the quantizer's training state, which diffusers' and taming's checkpoints do not have.
+QUANTIZER_STATE_KEYS = tuple(f"quantize.{name}" for name in TRAINING_STATE_BUFFERS)
 
 
 class VQGANPreTrainedModel(PreTrainedModel):
@@ -83,9 +85,7 @@ class VQGANModel(VQAutoencoderMixin, VQGANPreTrainedModel):
             raise ValueError(f"VQModel with norm_type={source['norm_type']!r} (MoVQ) is not supported, only 'group'")
         model = cls(VQGANConfig(**source, **config_overrides))
         missing, unexpected = model.load_state_dict(vq_model.state_dict(), strict=False)
-        # Only the quantizer's training state (EMA statistics, k-means flag, dead-code counters) is ours alone.
-        ours = ("quantize.ema_", "quantize.initialized", "quantize.steps_unused")
-        missing = [key for key in missing if not key.startswith(ours)]
+        missing = [key for key in missing if key not in QUANTIZER_STATE_KEYS]  # ours alone; set just below
         if missing or unexpected:
             raise ValueError(f"VQModel does not match VQGANModel: missing {missing}, unexpected {unexpected}")
         if isinstance(model.quantize, VectorQuantizer):

@@ -1,0 +1,83 @@
+"""Convert a taming-transformers VQ-GAN checkpoint (or an LDM's VQ first stage) into an `hf_vq.VQGANModel` folder.
+
+    python scripts/convert_taming_checkpoint.py --checkpoint logs/vqgan_imagenet_f16_1024/checkpoints/last.ckpt \\
+        --config logs/vqgan_imagenet_f16_1024/configs/model.yaml --output_dir vqgan-imagenet-f16-1024
+
+Without --config, the architecture is read from the weights and --resolution gives the training resolution. The
+output folder (config.json, model.safetensors) loads with `AutoModel.from_pretrained` after `import hf_vq`. It is
+written into a temporary folder beside it and renamed into place, so a failed run leaves no partial model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+from hf_vq.models.vqgan.convert_taming import convert_taming_checkpoint
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True, help=".ckpt / .pt / .pth / .bin / .safetensors")
+    parser.add_argument("--config", type=Path, help="taming config YAML (model.params.ddconfig, n_embed, embed_dim)")
+    parser.add_argument("--resolution", type=int, help="training resolution, needed without --config")
+    parser.add_argument("--output_dir", type=Path, required=True, help="new (or empty) folder for the model")
+    parser.add_argument(
+        "--allow_unsafe_pickle",
+        action="store_true",
+        help="unpickle Python objects stored in the checkpoint; only for files you trust (it can run code)",
+    )
+    return parser.parse_args(argv)
+
+
+def save_atomically(model, output_dir: Path) -> list[Path]:
+    """`save_pretrained` into a temporary folder beside `output_dir`, then rename it to `output_dir`."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        model.save_pretrained(staging)
+        if output_dir.exists():
+            output_dir.rmdir()  # empty (checked by the caller); rename cannot replace a folder on every platform
+        os.replace(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return sorted(output_dir.iterdir())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.output_dir.exists() and (not args.output_dir.is_dir() or any(args.output_dir.iterdir())):
+        print(
+            f"error: {args.output_dir} exists and is not an empty folder; choose another --output_dir", file=sys.stderr
+        )
+        return 1
+    try:
+        model = convert_taming_checkpoint(
+            args.checkpoint,
+            config=args.config,
+            resolution=args.resolution,
+            allow_unsafe_pickle=args.allow_unsafe_pickle,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    files = save_atomically(model, args.output_dir)
+    config = model.config
+    print(
+        f"converted {args.checkpoint}: {len(config.block_out_channels)} levels {config.block_out_channels} "
+        f"(downsampling x{config.downsample_factor}), {config.num_vq_embeddings} codes of dimension "
+        f"{config.vq_embed_dim}, {sum(p.numel() for p in model.parameters()):,} parameters"
+    )
+    for path in files:
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
