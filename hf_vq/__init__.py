@@ -10,6 +10,8 @@ from .models import (
     AutoencoderConfig,
     AutoencoderModel,
     AutoencoderOutput,
+    PatchDiscriminator,
+    PatchDiscriminatorConfig,
     VAEConfig,
     VAEModel,
     VAEOutput,
@@ -29,6 +31,7 @@ _AUTO_MODELS = (
     (VAEConfig, VAEModel),
     (VQVAEConfig, VQVAEModel),
     (VQGANConfig, VQGANModel),
+    (PatchDiscriminatorConfig, PatchDiscriminator),
 )
 
 for _config_class, _model_class in _AUTO_MODELS:
@@ -43,6 +46,8 @@ __all__ = [
     "ConvAutoencoderConfig",
     "DiagonalGaussian",
     "FSQ",
+    "PatchDiscriminator",
+    "PatchDiscriminatorConfig",
     "QuantizerOutput",
     "VAEConfig",
     "VAEModel",

@@ -1,5 +1,28 @@
 """Training losses combined in the training loop (models return only their own terms)."""
 
+from .gan import (
+    GAN_LOSSES,
+    LeCAM,
+    adaptive_weight,
+    hinge_d_loss,
+    hinge_g_loss,
+    non_saturating_d_loss,
+    non_saturating_g_loss,
+    warmup_factor,
+)
+from .lpips import LPIPS, load_lpips
 from .reconstruction import reconstruction_loss
 
-__all__ = ["reconstruction_loss"]
+__all__ = [
+    "GAN_LOSSES",
+    "LPIPS",
+    "LeCAM",
+    "adaptive_weight",
+    "hinge_d_loss",
+    "hinge_g_loss",
+    "load_lpips",
+    "non_saturating_d_loss",
+    "non_saturating_g_loss",
+    "reconstruction_loss",
+    "warmup_factor",
+]

@@ -1,4 +1,5 @@
 from .autoencoder import AutoencoderConfig, AutoencoderModel, AutoencoderOutput
+from .discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from .vae import VAEConfig, VAEModel, VAEOutput
 from .vqgan import VQGANConfig, VQGANModel
 from .vqvae import VQVAEConfig, VQVAEModel
@@ -7,6 +8,8 @@ __all__ = [
     "AutoencoderConfig",
     "AutoencoderModel",
     "AutoencoderOutput",
+    "PatchDiscriminator",
+    "PatchDiscriminatorConfig",
     "VAEConfig",
     "VAEModel",
     "VAEOutput",
