@@ -1,0 +1,31 @@
+"""The training loop shared by every script in `training/`."""
+
+from __future__ import annotations
+
+import logging
+
+from .arguments import GANArguments, ParsedArguments, TrainingArguments, parse_arguments
+from .objectives import FAMILIES, Family
+from .trainer import NonFiniteLossError, Trainer
+
+
+def main(family: str, argv: list[str] | None = None) -> dict:
+    """Entry point of `training/train_<family>.py`: parse the arguments, train, return the final metrics."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; one of {list(FAMILIES)}")
+    spec = FAMILIES[family]
+    return Trainer(spec, parse_arguments(with_gan=spec.adversarial, argv=argv)).run()
+
+
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "GANArguments",
+    "NonFiniteLossError",
+    "ParsedArguments",
+    "Trainer",
+    "TrainingArguments",
+    "main",
+    "parse_arguments",
+]

@@ -1,0 +1,11 @@
+"""Train a VAE (beta, free bits).
+
+    accelerate launch training/train_vae.py --config training/configs/<recipe>.yaml --output_dir runs/vae
+
+Every flag is documented by `--help`; the loop itself is `hf_vq.training.Trainer`.
+"""
+
+from hf_vq.training import main
+
+if __name__ == "__main__":
+    main("vae")

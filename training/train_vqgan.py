@@ -1,0 +1,11 @@
+"""Train a VQ-GAN (taming's architecture and loss).
+
+    accelerate launch training/train_vqgan.py --config training/configs/<recipe>.yaml --output_dir runs/vqgan
+
+Every flag is documented by `--help`; the loop itself is `hf_vq.training.Trainer`.
+"""
+
+from hf_vq.training import main
+
+if __name__ == "__main__":
+    main("vqgan")

@@ -1,0 +1,11 @@
+"""Train a VQ-VAE (the paper's architecture).
+
+    accelerate launch training/train_vqvae.py --config training/configs/<recipe>.yaml --output_dir runs/vqvae
+
+Every flag is documented by `--help`; the loop itself is `hf_vq.training.Trainer`.
+"""
+
+from hf_vq.training import main
+
+if __name__ == "__main__":
+    main("vqvae")
