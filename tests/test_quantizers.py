@@ -276,3 +276,15 @@ def test_ema_and_dead_code_statistics_are_all_reduced_across_processes():
         single(grid(points[:, step].reshape(-1, 2).tolist(), height=16))
     torch.testing.assert_close(ema_0, single.embedding.weight, rtol=0, atol=1e-5)
     assert not torch.allclose(ema_0, codes)  # the EMA moved the codes
+
+
+def test_search_returns_the_first_of_tied_codes_like_argmin():
+    generator = torch.Generator().manual_seed(1)
+    codebook = torch.randn(256, 8, generator=generator)
+    codebook[200] = codebook[3]  # an exact duplicate in another block of 128 codes
+    codebook[130] = codebook[129]  # and one in the same block
+    vectors = torch.cat([codebook[[3, 129, 200, 130]], torch.randn(500, 8, generator=generator)])
+    indices = nearest_codes(vectors, codebook)
+    scores = codebook.pow(2).sum(1) - 2 * vectors @ codebook.T
+    assert torch.equal(indices, scores.argmin(dim=1))
+    assert indices[:4].tolist() == [3, 129, 3, 129]

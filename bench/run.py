@@ -1,0 +1,114 @@
+"""The benchmark runner: `python bench/run.py [--sections quantizer] [--quick]` (or `make bench`).
+
+Runs the chosen sections and writes BENCHMARKS.md: machine facts of this run, then one block per section between
+`<!-- section: NAME -->` markers. Sections not run this time keep their block from the existing file, with the date
+it was measured, so that a section can be re-measured alone. `--quick` uses small sizes to check that the runner
+works (well under a minute) and prints the markdown instead of writing it, unless `--output` is given.
+
+A section is a module of `bench/` with `TITLE`, `PRELOAD` (modules the runner imports before forking its measuring
+children, so that they do not pay the import) and `run(quick: bool, context: dict) -> str` (its markdown, which
+starts with `## TITLE`). `context["matmul"]` holds this run's float32 / bfloat16 matmul rates. Add one to
+`SECTIONS` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+import time
+from pathlib import Path
+
+import quantizer
+import train_step
+from common import REPO_ROOT, load_average, machine_info, markdown_table, run_isolated, set_threads
+
+SECTIONS = {"quantizer": quantizer, "training": train_step}  # later: sampling
+HEADER = """\
+# Benchmarks
+
+Written by `make bench` (`python bench/run.py`); do not edit by hand: the next run rewrites it. Code: `bench/`.
+
+This machine is small and shared (2 CPU cores, other jobs running at the same time), so absolute seconds vary from
+run to run. Every figure is paired with a peer measured in the same process, interleaved call by call, and the ratio
+is the figure to read. **No GPU figures exist yet**: everything below is CPU, float32 unless stated."""
+SECTION_PATTERN = re.compile(r"<!-- section: (\w+) -->\n(.*?)\n<!-- /section: \1 -->", re.DOTALL)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=sorted(SECTIONS),
+        default=sorted(SECTIONS),
+        help="sections to run (default: all)",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks that the runner works")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="markdown file to write (default: BENCHMARKS.md at the repository root; with --quick, print only)",
+    )
+    return parser.parse_args(argv)
+
+
+def existing_sections(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return dict(SECTION_PATTERN.findall(path.read_text()))
+
+
+def machine_block(info: dict[str, str], matmul: dict, load_before: str, load_after: str, quick: bool) -> str:
+    rows = [[key, value] for key, value in info.items()]
+    for dtype, result in matmul.items():
+        rows.append(
+            [
+                f"{dtype} matmul",
+                f"{result['median_gflops']:.0f} GFLOP/s median, {result['max_gflops']:.0f} best "
+                f"({result['size']}^3, {result['runs']} runs after a warm-up)",
+            ]
+        )
+    rows.append(["load average (1 / 5 / 15 min)", f"{load_before} at the start, {load_after} at the end"])
+    title = "## Machine of the last run" + (" (`--quick`)" if quick else "")
+    return title + "\n\n" + markdown_table(["", ""], rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    set_threads()
+    for name in args.sections:
+        for module in SECTIONS[name].PRELOAD:
+            importlib.import_module(module)
+    started = time.perf_counter()
+    load_before = load_average()
+    size = 1024 if args.quick else 4096
+    print(f"[run] matmul rates ({size}^3)", flush=True)
+    matmul = run_isolated("common:matmul_rates", size=size)
+    context = {"matmul": matmul}
+    blocks = {}
+    for name in args.sections:
+        section_started = time.perf_counter()
+        blocks[name] = SECTIONS[name].run(args.quick, context)
+        print(f"[run] section {name}: {time.perf_counter() - section_started:.0f} s", flush=True)
+    info = machine_info()
+    output = args.output if args.output is not None or args.quick else REPO_ROOT / "BENCHMARKS.md"
+    kept = existing_sections(output) if output is not None else {}
+    parts = [HEADER, machine_block(info, matmul, load_before, load_average(), args.quick)]
+    for name in SECTIONS:
+        block = blocks.get(name, kept.get(name))
+        if block is not None:
+            parts.append(f"<!-- section: {name} -->\n{block}\n<!-- /section: {name} -->")
+    markdown = "\n\n".join(parts) + "\n"
+    if output is None:
+        print(markdown)
+    else:
+        output.write_text(markdown)
+        print(f"[run] wrote {output}", flush=True)
+    print(f"[run] total {time.perf_counter() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
