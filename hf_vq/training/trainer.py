@@ -388,6 +388,15 @@ class Trainer:
         total_batch = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
         start, start_step = time.perf_counter(), self.global_step
         self.model.train()
+        try:
+            self._loop(progress, start, start_step, total_batch)
+        finally:
+            progress.close()
+        seconds = time.perf_counter() - start
+        return seconds, (self.global_step - start_step) * total_batch
+
+    def _loop(self, progress: tqdm, start: float, start_step: int, total_batch: int) -> None:
+        args, accelerator = self.args, self.accelerator
         while self.global_step < args.max_train_steps:
             batch = self._next_batch()
             pixel_values = batch["pixel_values"].to(accelerator.device)
@@ -423,9 +432,6 @@ class Trainer:
                 )
             if self.global_step % args.validation_steps == 0:
                 self.validate()
-        progress.close()
-        seconds = time.perf_counter() - start
-        return seconds, (self.global_step - start_step) * total_batch
 
     def run(self) -> dict[str, Any]:
         try:
