@@ -1,3 +1,7 @@
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 import torch
 
@@ -13,6 +17,27 @@ TINY_BACKBONE = dict(
     latent_channels=4,
     sample_size=16,
 )
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The models here are tiny: with more threads than free cores, OpenMP's waiting costs far more than the work
+    (seen: 100x slower with a second process on the 2 cores). Subprocesses get OMP_NUM_THREADS=1 from each test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load_script(name: str) -> ModuleType:
+    """`scripts/<name>.py` as a module, to call its functions in-process."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)

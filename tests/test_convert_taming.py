@@ -5,7 +5,6 @@ layout, and its math: asymmetric-pad downsampling, GroupNorm(32, eps 1e-6), x * 
 single-head attention over positions, argmin of squared distances to the codebook).
 """
 
-import importlib.util
 import math
 import os
 import subprocess
@@ -29,6 +28,8 @@ from hf_vq.models.vqgan.convert_taming import (
     taming_generator_state_dict,
 )
 
+from .conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # ch 32 (GroupNorm's 32 groups, as taming hardcodes), three levels (f = 4) of 32, 32, 64 channels: a 32 -> 64
@@ -37,15 +38,6 @@ TINY_DDCONFIG = dict(
     ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, resolution=16, z_channels=8, in_channels=3, out_ch=3, dropout=0.0
 )
 N_EMBED, EMBED_DIM = 32, 4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These convolutions take microseconds: with more threads than free cores, OpenMP's waiting costs 100x more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----- the reference: taming's generator, module names as in taming/modules/diffusionmodules/model.py -----
@@ -448,28 +440,19 @@ def test_allow_unsafe_pickle_tolerates_classes_that_are_not_installed(tmp_path, 
     assert_same_outputs(convert_taming_checkpoint(path, resolution=16, allow_unsafe_pickle=True), reference)
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "convert_taming_checkpoint", ROOT / "scripts" / "convert_taming_checkpoint.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_reports_unsafe_pickle_without_traceback_and_writes_nothing(tmp_path, capsys):
     path = tmp_path / "last.ckpt"
     torch.save(lightning_checkpoint(make_reference(), hyper_parameters=PickledHyperParameters()), path)
     output_dir = tmp_path / "out"
     args = ["--checkpoint", str(path), "--resolution", "16", "--output_dir", str(output_dir)]
 
-    assert _script().main(args) == 1
+    assert load_script("convert_taming_checkpoint").main(args) == 1
     assert "--allow_unsafe_pickle" in capsys.readouterr().err
     assert not output_dir.exists()
 
-    assert _script().main([*args, "--allow_unsafe_pickle"]) == 0
+    assert load_script("convert_taming_checkpoint").main([*args, "--allow_unsafe_pickle"]) == 0
     assert (output_dir / "model.safetensors").is_file()
-    assert _script().main([*args, "--allow_unsafe_pickle"]) == 1  # never overwrites
+    assert load_script("convert_taming_checkpoint").main([*args, "--allow_unsafe_pickle"]) == 1  # never overwrites
     assert "not an empty folder" in capsys.readouterr().err
 
 
@@ -481,7 +464,7 @@ def test_failed_save_leaves_no_partial_model(tmp_path):
 
     output_dir = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
-        _script().save_atomically(FailingModel(), output_dir)
+        load_script("convert_taming_checkpoint").save_atomically(FailingModel(), output_dir)
     assert list(tmp_path.iterdir()) == []
 
 

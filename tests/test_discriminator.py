@@ -10,15 +10,6 @@ from .conftest import assert_state_dicts_equal
 TINY = dict(num_filters=8, num_layers=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions: with more threads than free cores, OpenMP's waiting costs far more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(**overrides) -> PatchDiscriminator:
     return PatchDiscriminator(PatchDiscriminatorConfig(**{**TINY, **overrides}))
 

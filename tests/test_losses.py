@@ -1,4 +1,3 @@
-import importlib.util
 import logging
 import math
 from pathlib import Path
@@ -24,16 +23,9 @@ from hf_vq.losses import (
 )
 from hf_vq.losses.lpips import TAP_CHANNELS, normalize_channels
 
+from .conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions: with more threads than free cores, OpenMP's waiting costs far more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_lpips(seed: int = 0) -> LPIPS:
@@ -201,15 +193,6 @@ def test_load_lpips_without_weights_returns_none_and_warns_once(caplog, tmp_path
     assert not caplog.records
 
 
-def _convert_script():
-    spec = importlib.util.spec_from_file_location(
-        "convert_lpips_weights", ROOT / "scripts" / "convert_lpips_weights.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_convert_script_builds_the_safetensors_file_from_fake_released_files(tmp_path, capsys):
     source = random_lpips(seed=7).state_dict()
     # torchvision's VGG16 state dict: features.* plus a classifier (tiny fakes here; it is dropped).
@@ -220,7 +203,7 @@ def test_convert_script_builds_the_safetensors_file_from_fake_released_files(tmp
     torch.save(vgg16, tmp_path / "vgg16.pth")
     torch.save(heads, tmp_path / "vgg.pth")
     output = tmp_path / "out" / "lpips_vgg16.safetensors"
-    script = _convert_script()
+    script = load_script("convert_lpips_weights")
     argv = ["--vgg16", str(tmp_path / "vgg16.pth"), "--lpips", str(tmp_path / "vgg.pth"), "--output", str(output)]
     assert script.main(argv) == 0
     assert "wrote 31 tensors" in capsys.readouterr().out
@@ -250,7 +233,7 @@ def test_convert_script_refuses_pickled_objects(tmp_path, capsys):
         "--output",
         str(tmp_path / "x.safetensors"),
     ]
-    assert _convert_script().main(argv) == 1
+    assert load_script("convert_lpips_weights").main(argv) == 1
     assert "error:" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
 

@@ -30,6 +30,7 @@ DEFAULT_SEARCH_CHUNK_ELEMENTS = 2**23
 # Codes per block of the two-step argmin (see `_argmin_rows`).
 ARGMIN_BLOCK = 128
 
+
 @dataclass
 class QuantizerOutput(ModelOutput):
     """

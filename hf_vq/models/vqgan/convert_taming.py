@@ -422,11 +422,7 @@ def _expected_shapes(config: VQGANConfig) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the weights a VQGANModel of `config` loads (built on the meta device: no memory used)."""
     with torch.device("meta"):
         model = VQGANModel(config)
-    return {
-        key: tuple(tensor.shape)
-        for key, tensor in model.state_dict().items()
-        if key not in QUANTIZER_STATE_KEYS
-    }
+    return {key: tuple(tensor.shape) for key, tensor in model.state_dict().items() if key not in QUANTIZER_STATE_KEYS}
 
 
 def convert_taming_state_dict(state_dict: Mapping[str, torch.Tensor], config: VQGANConfig) -> dict[str, torch.Tensor]:
