@@ -340,13 +340,15 @@ class VectorQuantizer(nn.Module):
         if self.codebook_update != "ema" and self.dead_code_threshold is None:
             return
         counts = counts.float()
-        sums = torch.zeros(self.num_embeddings, z.shape[1], device=z.device).index_add_(0, indices, z)
         if _distributed():
             dist.all_reduce(counts)
-            dist.all_reduce(sums)
         if self.dead_code_threshold is not None:
             self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
         if self.codebook_update == "ema":
+            # Per-code sums of the assigned latents (K, d): only the EMA needs them, restarts need just the counts.
+            sums = torch.zeros(self.num_embeddings, z.shape[1], device=z.device).index_add_(0, indices, z)
+            if _distributed():
+                dist.all_reduce(sums)
             decay = self.ema_decay
             self.ema_cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
             self.ema_embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
