@@ -3,7 +3,7 @@
 Importing the package registers every config and model with transformers' Auto classes.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from .configuration_utils import ConvAutoencoderConfig
 from .models import (
@@ -17,11 +17,14 @@ from .models import (
     VAEOutput,
     VQGANConfig,
     VQGANModel,
+    VQPriorConfig,
+    VQPriorForCausalLM,
     VQVAEConfig,
     VQVAEModel,
 )
 from .modules import FSQ, DiagonalGaussian, QuantizerOutput, VectorQuantizer
 from .modules.vq_autoencoder import VQAutoencoderOutput
+from .pipelines import VQImageGenerationPipeline
 
 __version__ = "0.1.0"
 
@@ -38,6 +41,8 @@ for _config_class, _model_class in _AUTO_MODELS:
     # exist_ok: re-importing the package (e.g. after importlib.reload) must not fail.
     AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
     AutoModel.register(_config_class, _model_class, exist_ok=True)
+AutoConfig.register(VQPriorConfig.model_type, VQPriorConfig, exist_ok=True)
+AutoModelForCausalLM.register(VQPriorConfig, VQPriorForCausalLM, exist_ok=True)
 
 __all__ = [
     "AutoencoderConfig",
@@ -55,6 +60,9 @@ __all__ = [
     "VQAutoencoderOutput",
     "VQGANConfig",
     "VQGANModel",
+    "VQImageGenerationPipeline",
+    "VQPriorConfig",
+    "VQPriorForCausalLM",
     "VQVAEConfig",
     "VQVAEModel",
     "VectorQuantizer",

@@ -1,5 +1,6 @@
 from .autoencoder import AutoencoderConfig, AutoencoderModel, AutoencoderOutput
 from .discriminator import PatchDiscriminator, PatchDiscriminatorConfig
+from .prior import VQPriorConfig, VQPriorForCausalLM
 from .vae import VAEConfig, VAEModel, VAEOutput
 from .vqgan import VQGANConfig, VQGANModel
 from .vqvae import VQVAEConfig, VQVAEModel
@@ -16,5 +17,7 @@ __all__ = [
     "VQGANConfig",
     "VQGANModel",
     "VQVAEConfig",
+    "VQPriorConfig",
+    "VQPriorForCausalLM",
     "VQVAEModel",
 ]

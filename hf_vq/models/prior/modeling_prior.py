@@ -1,0 +1,160 @@
+"""The prior over code indices: GPT-2 with a class (or BOS) prefix token, sampled through `generate()`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import GPT2LMHeadModel
+
+from .configuration_prior import VQPriorConfig
+
+
+class VQPriorForCausalLM(GPT2LMHeadModel):
+    """GPT-2 over `[prefix, code_1, ..., code_hw]`: the prefix is the class token, or BOS for unconditional
+    sequences (and for the unconditional half of classifier-free guidance).
+
+    `forward` is GPT-2's (pass `labels=input_ids` for the next-token loss; the prefix is never a target). The
+    generation config is set up so that a plain `model.generate(prefix)` samples one image's codes: exactly
+    `height * width` new tokens, with every class, BOS and pad token suppressed. `sample_codes` wraps that with
+    class labels, top-k / top-p, temperature and classifier-free guidance.
+    """
+
+    config_class = VQPriorConfig
+
+    def __init__(self, config: VQPriorConfig):
+        super().__init__(config)
+        generation = self.generation_config
+        generation.bos_token_id = config.bos_token_id
+        generation.pad_token_id = config.pad_token_id  # no code, so generate() never mistakes a code for padding
+        generation.eos_token_id = None
+        generation.suppress_tokens = list(range(config.codebook_size, config.vocab_size))
+        generation.max_new_tokens = config.num_image_tokens
+        generation.do_sample = True
+        generation.top_k = 0  # no filtering unless asked (transformers would default to top-k 50)
+
+    def check_vq_model(self, vq_model) -> None:
+        """Raise a `ValueError` unless `vq_model` (a VQ autoencoder) has this prior's codebook size."""
+        size = getattr(vq_model.config, "num_vq_embeddings", None)
+        if size is None:
+            raise ValueError(f"{type(vq_model).__name__} is not a VQ model (its config has no num_vq_embeddings)")
+        if size != self.config.codebook_size:
+            raise ValueError(
+                f"the prior models {self.config.codebook_size} codes (config.codebook_size) but the VQ model has "
+                f"{size} (config.num_vq_embeddings): they were not trained together"
+            )
+
+    # ----- inputs -----
+
+    def check_class_labels(
+        self, class_labels: torch.Tensor | Sequence[int] | int | None, allow_null: bool = False
+    ) -> torch.Tensor | None:
+        """Class labels as a (B,) int64 tensor, checked against the config; None stays None. With `allow_null`, -1
+        stands for "no class" (BOS prefix), as in sequences whose class was dropped for guidance."""
+        if class_labels is None:
+            return None
+        labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
+        if not self.config.is_class_conditional:
+            raise ValueError("this prior is unconditional (num_classes = 0): it takes no class labels")
+        bad = (labels < (-1 if allow_null else 0)) | (labels >= self.config.num_classes)
+        if bad.any():
+            raise ValueError(
+                f"class labels must be in [0, {self.config.num_classes}), got {labels[bad].unique().tolist()}"
+            )
+        return labels
+
+    def prefix_ids(self, class_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        """The prefix tokens (B, 1): class tokens, or BOS where `class_labels` is None or -1 (dropped class)."""
+        device = self.device
+        if class_labels is None:
+            return torch.full((batch_size, 1), self.config.bos_token_id, dtype=torch.long, device=device)
+        labels = torch.as_tensor(class_labels, dtype=torch.long, device=device).reshape(-1, 1)
+        return torch.where(labels >= 0, labels + self.config.codebook_size, self.config.bos_token_id)
+
+    def build_inputs(self, indices: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Code grids (B, h, w) or sequences (B, h*w) and class labels (B,) (-1: none) -> input ids (B, 1 + h*w),
+        checked against the config."""
+        codes = indices.reshape(len(indices), -1).long()
+        if codes.shape[1] != self.config.num_image_tokens:
+            raise ValueError(
+                f"expected {self.config.num_image_tokens} codes per image (token grid "
+                f"{self.config.token_grid_size}), got indices of shape {tuple(indices.shape)}"
+            )
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.codebook_size):
+            raise ValueError(
+                f"code indices must be in [0, {self.config.codebook_size}), got values in "
+                f"[{codes.min().item()}, {codes.max().item()}]"
+            )
+        class_labels = self.check_class_labels(class_labels, allow_null=True)
+        if class_labels is not None and len(class_labels) != len(codes):
+            raise ValueError(f"got {len(class_labels)} class labels for {len(codes)} code grids")
+        prefix = self.prefix_ids(class_labels, len(codes))
+        return torch.cat([prefix, codes.to(prefix.device)], dim=1)
+
+    # ----- likelihood -----
+
+    @torch.no_grad()
+    def log_prob_codes(
+        self, indices: torch.Tensor, class_labels: torch.Tensor | Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """log p(codes | class) of each sequence in nats (B,), normalized over the code tokens only (the prior
+        never samples anything else)."""
+        input_ids = self.build_inputs(indices, class_labels)
+        logits = self(input_ids).logits[:, :-1, : self.config.codebook_size].float()  # (B, h*w, K)
+        log_probs = F.log_softmax(logits, dim=-1)
+        return log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1).sum(dim=1)
+
+    # ----- sampling -----
+
+    @torch.no_grad()
+    def sample_codes(
+        self,
+        class_labels: torch.Tensor | Sequence[int] | int | None = None,
+        num_samples: int = 1,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+        guidance_scale: float = 1.0,
+    ) -> torch.Tensor:
+        """Sample code grids (B, h, w) with `generate()` and its KV cache.
+
+        With `class_labels`, `num_samples` grids per label (label by label); without, `num_samples` unconditional
+        ones. `guidance_scale` s != 1 samples from `log p(x|c) + (s - 1) (log p(x|c) - log p(x))` (classifier-free
+        guidance, the unconditional stream prefixed by BOS); it needs class labels.
+        """
+        if num_samples < 1:
+            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
+        if temperature <= 0:
+            raise ValueError(f"`temperature` must be > 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"`top_k` must be >= 1 (or None for no top-k filtering), got {top_k}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"`top_p` must be in (0, 1] (or None), got {top_p}")
+        labels = self.check_class_labels(class_labels)
+        if guidance_scale != 1.0 and labels is None:
+            raise ValueError(
+                "`guidance_scale` != 1 needs class labels: classifier-free guidance contrasts the class-conditional "
+                "and the unconditional prediction"
+                + ("" if self.config.is_class_conditional else ", and this prior is unconditional (num_classes = 0)")
+            )
+        if labels is not None:
+            labels = labels.repeat_interleave(num_samples)
+        batch_size = num_samples if labels is None else len(labels)
+        prefix = self.prefix_ids(labels, batch_size)
+        extra = {}
+        if guidance_scale != 1.0:
+            extra = {"guidance_scale": guidance_scale, "negative_prompt_ids": self.prefix_ids(None, batch_size)}
+        sequences = self.generate(
+            prefix,
+            attention_mask=torch.ones_like(prefix),
+            do_sample=True,
+            max_new_tokens=self.config.num_image_tokens,
+            top_k=top_k or 0,
+            top_p=top_p if top_p is not None else 1.0,
+            temperature=temperature,
+            use_cache=True,
+            **extra,
+        )
+        height, width = self.config.token_grid_size
+        return sequences[:, 1:].reshape(batch_size, height, width)

@@ -1,0 +1,156 @@
+"""A VQ model and its prior as one image generator: class labels -> code grids (`generate()`) -> images.
+
+A pipeline is saved as one folder (or Hub repo) with two sub-models, each a regular `save_pretrained` folder:
+
+    pipeline_config.json   which classes the sub-models are
+    vq_model/              the VQ autoencoder (AutoModel)
+    prior/                 the VQPriorForCausalLM (AutoModelForCausalLM)
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
+
+from .image_utils import to_pil_images
+from .models.prior import VQPriorForCausalLM
+
+PIPELINE_CONFIG_NAME = "pipeline_config.json"
+VQ_MODEL_FOLDER = "vq_model"
+PRIOR_FOLDER = "prior"
+
+
+class VQImageGenerationPipeline:
+    """Samples images from a VQ model (`VQGANModel`, `VQVAEModel`) and a `VQPriorForCausalLM` over its codes.
+
+    ```python
+    pipe = VQImageGenerationPipeline.from_pretrained("org/vqgan-digits-prior")
+    images = pipe(class_labels=[3, 7], num_images=4, top_k=32, guidance_scale=2.0, seed=0)  # 8 PIL images
+    ```
+    """
+
+    def __init__(self, vq_model: PreTrainedModel, prior: VQPriorForCausalLM):
+        if not hasattr(vq_model, "decode_indices"):
+            raise ValueError(f"`vq_model` must be a VQ model (with decode_indices), got {type(vq_model).__name__}")
+        if not isinstance(prior, VQPriorForCausalLM):
+            raise ValueError(f"`prior` must be a VQPriorForCausalLM, got {type(prior).__name__}")
+        prior.check_vq_model(vq_model)
+        self.vq_model = vq_model.eval()
+        self.prior = prior.eval()
+
+    # ----- loading and saving -----
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo: str | Path, **kwargs) -> VQImageGenerationPipeline:
+        """Load from a local folder or a Hub repo with `vq_model/` and `prior/` subfolders; `kwargs` (revision,
+        token, cache_dir, local_files_only, ...) go to both `from_pretrained` calls."""
+        path_or_repo = str(path_or_repo)
+        vq_model = AutoModel.from_pretrained(path_or_repo, subfolder=VQ_MODEL_FOLDER, **kwargs)
+        prior = AutoModelForCausalLM.from_pretrained(path_or_repo, subfolder=PRIOR_FOLDER, **kwargs)
+        return cls(vq_model, prior)
+
+    def save_pretrained(self, save_directory: str | Path, model_card: str | None = None) -> None:
+        """Write `pipeline_config.json`, `vq_model/` and `prior/` (safetensors weights) into `save_directory`, and
+        `model_card` (markdown text, e.g. `str(ModelCard)`) as its README.md."""
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if model_card is not None:
+            (directory / "README.md").write_text(str(model_card))
+        self.vq_model.save_pretrained(directory / VQ_MODEL_FOLDER)
+        self.prior.save_pretrained(directory / PRIOR_FOLDER)
+        config = {
+            "_class_name": type(self).__name__,
+            VQ_MODEL_FOLDER: type(self.vq_model).__name__,
+            PRIOR_FOLDER: type(self.prior).__name__,
+        }
+        (directory / PIPELINE_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool = False,
+        token: str | None = None,
+        commit_message: str | None = None,
+        model_card: str | None = None,
+    ) -> str:
+        """Upload the pipeline as `save_pretrained` writes it (with `model_card` as README.md) in one commit;
+        returns the commit URL."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as staging:
+            self.save_pretrained(staging, model_card=model_card)
+            commit = api.upload_folder(
+                repo_id=repo_id, folder_path=staging, commit_message=commit_message or "Upload hf_vq pipeline"
+            )
+        return str(commit)
+
+    def to(self, device: str | torch.device) -> VQImageGenerationPipeline:
+        self.vq_model.to(device)
+        self.prior.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.prior.device
+
+    # ----- sampling -----
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_labels: int | Sequence[int] | torch.Tensor | None = None,
+        num_images: int = 1,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+        guidance_scale: float = 1.0,
+        seed: int | None = None,
+        batch_size: int | None = None,
+        output_type: str = "pil",
+    ) -> list[Image.Image] | torch.Tensor:
+        """Sample images: `num_images` per class label (label by label) or, without labels, `num_images`
+        unconditional ones.
+
+        Code tokens are sampled with the prior's `generate()` (KV cache; class, BOS and pad tokens suppressed),
+        filtered by `top_k` / `top_p` and `temperature`, with classifier-free guidance when `guidance_scale` != 1
+        (class-conditional priors only), then decoded by the VQ model. `seed` makes the draw reproducible without
+        touching the global random state. `batch_size` bounds the sequences generated at once. Returns PIL images,
+        or with `output_type="pt"` a (B, C, H, W) tensor in [-1, 1].
+        """
+        if output_type not in ("pil", "pt"):
+            raise ValueError(f"`output_type` must be 'pil' or 'pt', got {output_type!r}")
+        if not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"`num_images` must be an integer >= 1, got {num_images!r}")
+        labels = self.prior.check_class_labels(class_labels)
+        if labels is not None:
+            labels = labels.repeat_interleave(num_images)
+        total = num_images if labels is None else len(labels)
+        batch_size = batch_size or total
+        devices = [self.device] if self.device.type == "cuda" else []
+        grids = []
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            for start in range(0, total, batch_size):
+                count = min(batch_size, total - start)
+                grids.append(
+                    self.prior.sample_codes(
+                        None if labels is None else labels[start : start + count],
+                        num_samples=1 if labels is not None else count,
+                        top_k=top_k,
+                        top_p=top_p,
+                        temperature=temperature,
+                        guidance_scale=guidance_scale,
+                    )
+                )
+        indices = torch.cat(grids).to(self.vq_model.device)
+        images = self.vq_model.decode_indices(indices).float()
+        return images if output_type == "pt" else to_pil_images(images)
