@@ -226,9 +226,11 @@ def test_discretized_likelihood_is_a_distribution_over_the_256_levels():
         log_p = discretized_gaussian_log_likelihood(images, torch.full_like(images, mean), scale)
         torch.testing.assert_close(log_p.exp().sum(), torch.tensor(1.0), atol=1e-5, rtol=0)
     # A bin far from a narrow Gaussian: the mass is tiny but finite, and matches the difference of the CDFs.
-    log_p = discretized_gaussian_log_likelihood(torch.tensor([[0.0]]), torch.tensor([[-0.1]]), 0.02)
+    level = 128 / 127.5 - 1  # the 8-bit value 128 in [-1, 1]
+    log_p = discretized_gaussian_log_likelihood(torch.tensor([[level]]), torch.tensor([[-0.1]]), 0.02)
     normal = torch.distributions.Normal(torch.tensor(-0.1, dtype=torch.float64), 0.02)
-    exact = math.log(normal.cdf(torch.tensor(1 / 255, dtype=torch.float64)) - normal.cdf(torch.tensor(-1 / 255)))
+    edges = torch.tensor([level + 1 / 255, level - 1 / 255], dtype=torch.float64)
+    exact = math.log(normal.cdf(edges[0]) - normal.cdf(edges[1]))
     assert log_p.item() == pytest.approx(exact, rel=1e-4)
 
 
