@@ -213,128 +213,79 @@ def _describe(record: dict, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class ImageStream(torch.utils.data.IterableDataset):
-    """A `datasets` image dataset as a shuffled, sharded, resumable stream of model inputs.
+def check_columns(features: Features | dict, **columns: str | None) -> None:
+    """Raise a `ValueError` naming the argument and the dataset's columns unless every given column exists."""
+    for role, column in columns.items():
+        if column is not None and column not in features:
+            raise ValueError(f"`{role}` {column!r} is not a column of the dataset; columns: {list(features)}")
 
-    Each record yields `{"pixel_values": (num_channels, resolution, resolution) float32 in [-1, 1]}` and, with
-    `label_column`, `"labels": int`. Images are decoded here (the column is read undecoded, so that bad bytes cost one
-    record and not the iterator), converted to L or RGB (transparency over white, see `convert_image_mode`), their
-    shorter side resized to `resolution` and center-cropped (or, with `random_crop`, a random square of `crop_size`
-    resized), then flipped at random with `random_flip`.
+
+class RecordStream(torch.utils.data.IterableDataset):
+    """A `datasets` dataset as a shuffled, sharded, resumable stream; subclasses turn each record into a sample.
 
     Shuffling: datasets shuffles the shard order every epoch; then `shuffle_buffer` records at a time are read and
     yielded in a random order (a block shuffle). Unlike datasets' own rolling buffer, whose content is lost on resume,
-    a block can be read again, which makes resuming exact. The order, crops and flips depend only on `seed`, the epoch,
-    `rank` and the position in the stream.
+    a block can be read again, which makes resuming exact. The order (and any per-record randomness a subclass draws
+    from `_record_rng`) depends only on `seed`, the epoch, `rank` and the position in the stream.
 
     The stream is a cursor: iterating continues from the current position, and when an epoch ends the stream moves to
     the start of the next one (and, with `repeat`, goes on into it). `set_epoch(e)` jumps to the start of epoch `e`
     unless the stream is already in it. One iterator at a time; use it with `num_workers=0` (`image_dataloader`).
 
-    Args:
-        dataset: a `datasets.Dataset` (converted with `to_iterable_dataset`) or `IterableDataset`, not yet sharded.
-        resolution: output height and width in pixels.
-        num_channels: 1 (grayscale) or 3 (RGB).
-        image_column: column holding the images (`Image` feature, or bytes / paths / PIL images).
-        label_column: optional integer label column, yielded as `labels`.
-        shuffle_buffer: records read and shuffled at a time (1 keeps the shard order); they are held in memory.
-        seed: seed of the shuffle, crops and flips; the same on every process.
-        random_flip: mirror each image left to right with probability 1/2.
-        min_size: images whose shorter side is smaller are skipped as "tiny" (larger ones are resized, up or down).
-        rank, world_size: this process and the number of processes; the records are split between them exactly once.
-        random_crop: take a random `crop_size` square (the shorter side when smaller) instead of the center crop.
-        crop_size: side of the random crop before resizing; defaults to twice `resolution`.
-        repeat: go on to the next epoch forever instead of stopping at the end of the data.
-        max_bad_records: raise if this many records are read before the first usable one.
-        decode_cache_size: keep up to this many decoded images (keyed by a hash of their bytes), for repeating over a
-            few large images such as `builtin:photos`; 0 decodes every time.
+    Subclasses implement `_sample(record, position)`, returning the sample or `self._skip(...)` for a record that
+    cannot be used, and may override `_prepare(dataset)` (column checks, decoding off), `_noun` and `_column`
+    (named in errors).
     """
+
+    _noun, _column = "record", "the dataset"  # named in errors
 
     def __init__(
         self,
         dataset: Dataset | IterableDataset,
-        resolution: int,
-        num_channels: int = 3,
-        image_column: str = "image",
-        label_column: str | None = None,
         shuffle_buffer: int = 1000,
         seed: int = 0,
-        random_flip: bool = False,
-        min_size: int = 8,
         rank: int = 0,
         world_size: int = 1,
-        random_crop: bool = False,
-        crop_size: int | None = None,
         repeat: bool = False,
         max_bad_records: int = 100,
-        decode_cache_size: int = 0,
     ):
         super().__init__()
-        for name, value in (("resolution", resolution), ("shuffle_buffer", shuffle_buffer), ("min_size", min_size)):
-            if value < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value}")
-        if num_channels not in (1, 3):
-            raise ValueError(f"`num_channels` must be 1 (grayscale) or 3 (RGB), got {num_channels}")
+        if shuffle_buffer < 1:
+            raise ValueError(f"`shuffle_buffer` must be >= 1, got {shuffle_buffer}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"`rank` must be in [0, world_size) and `world_size` >= 1, got {rank} and {world_size}")
         if seed < 0:
             raise ValueError(f"`seed` must be >= 0, got {seed}")
-        if crop_size is not None and crop_size < 1:
-            raise ValueError(f"`crop_size` must be >= 1, got {crop_size}")
-        if crop_size is not None and not random_crop:
-            raise ValueError("`crop_size` sets the size of the random crop; it needs `random_crop=True`")
-        if max_bad_records < 1 or decode_cache_size < 0:
-            raise ValueError(
-                f"`max_bad_records` must be >= 1 and `decode_cache_size` >= 0, got {max_bad_records} and "
-                f"{decode_cache_size}"
-            )
+        if max_bad_records < 1:
+            raise ValueError(f"`max_bad_records` must be >= 1, got {max_bad_records}")
         if isinstance(dataset, Dataset):
             # Several shards, so that the shard order can be shuffled each epoch and split between processes, but
             # not of a handful of rows each: every shard costs ~1 ms to open.
             dataset = dataset.to_iterable_dataset(num_shards=min(64, max(1, len(dataset) // 16)))
         elif not isinstance(dataset, IterableDataset):
             raise TypeError(f"`dataset` must be a datasets Dataset or IterableDataset, got {type(dataset).__name__}")
-        self.dataset = self._undecoded(dataset, image_column, label_column)
-        self.resolution = resolution
-        self.num_channels = num_channels
-        self.image_column = image_column
-        self.label_column = label_column
+        self.dataset = self._prepare(dataset)
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
-        self.random_flip = random_flip
-        self.min_size = min_size
         self.rank = rank
         self.world_size = world_size
-        self.random_crop = random_crop
-        self.crop_size = crop_size if crop_size is not None else 2 * resolution
         self.repeat = repeat
         self.max_bad_records = max_bad_records
-        self.decode_cache_size = decode_cache_size
-        self._decoded: OrderedDict[Any, PILImage.Image] = OrderedDict()
         self.skip_counts = dict.fromkeys(SKIP_REASONS, 0)
         self.records_read = 0  # over the stream's life, restored on resume
         self.records_yielded = 0
         self._first_bad: str | None = None
         self._start_epoch(0)
 
-    @staticmethod
-    def _undecoded(dataset: IterableDataset, image_column: str, label_column: str | None) -> IterableDataset:
-        """The dataset with decoding off (images as bytes/paths), after checking that the columns exist."""
-        features = dataset.features
-        if features is None:  # unknown until iteration (some Hub streams): values are checked record by record
-            return dataset
-        dataset = dataset.decode(False)
-        for role, column in (("image_column", image_column), ("label_column", label_column)):
-            if column is not None and column not in features:
-                raise ValueError(f"`{role}` {column!r} is not a column of the dataset; columns: {list(features)}")
-        feature = features[image_column]
-        if isinstance(feature, Image):
-            return dataset
-        # Raw bytes, paths, or {bytes, path} structs (parquet written without datasets' metadata) are images too.
-        is_raw = isinstance(feature, Value) and feature.dtype in ("binary", "large_binary", "string", "large_string")
-        if not (is_raw or (isinstance(feature, dict) and set(feature) == {"bytes", "path"})):
-            raise ValueError(f"column {image_column!r} holds {feature}, which is not an image (bytes, paths or Image)")
-        return dataset.cast_column(image_column, Image(decode=False))
+    def _prepare(self, dataset: IterableDataset) -> IterableDataset:
+        return dataset
+
+    def _sample(self, record: dict, position: int) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _record_rng(self, position: int) -> np.random.Generator:
+        """The random generator of one record (augmentations, class dropout): the same after a resume."""
+        return np.random.default_rng([_AUGMENT_STREAM, self.seed, self.rank, self.epoch, position])
 
     # ----------------------------------------------------------------------------------------------- position
 
@@ -446,6 +397,126 @@ class ImageStream(torch.utils.data.IterableDataset):
         finally:
             records.close()  # release open files now, not whenever the abandoned generator is collected
 
+    # -------------------------------------------------------------------------------------------------- skips
+
+    def _skip(self, reason: str, record: dict, position: int, detail: str) -> None:
+        self.skip_counts[reason] += 1
+        where = f"record {position} of epoch {self.epoch} on rank {self.rank}/{self.world_size}"
+        description = f"{where} {_describe(record)}: {reason} ({detail})"
+        if self._first_bad is None:
+            self._first_bad = description
+        skipped = sum(self.skip_counts.values())
+        if self.skip_counts[reason] == 1:
+            logger.warning("skipping %s; later skips are summarized every %d", description, SKIP_LOG_EVERY)
+        if skipped % SKIP_LOG_EVERY == 0:
+            logger.warning("skipped %d of %d records so far (%s)", skipped, self.records_read, self._format_counts())
+        return None
+
+    def _format_counts(self) -> str:
+        return ", ".join(f"{reason}: {count}" for reason, count in self.skip_counts.items())
+
+    def _nothing_usable(self, scope: str) -> str:
+        return (
+            f"no usable {self._noun} in {self._column} in {scope} (skipped: {self._format_counts()}); "
+            f"first bad record: {self._first_bad}"
+        )
+
+
+class ImageStream(RecordStream):
+    """A `datasets` image dataset as a shuffled, sharded, resumable stream of model inputs.
+
+    Each record yields `{"pixel_values": (num_channels, resolution, resolution) float32 in [-1, 1]}` and, with
+    `label_column`, `"labels": int`. Images are decoded here (the column is read undecoded, so that bad bytes cost one
+    record and not the iterator), converted to L or RGB (transparency over white, see `convert_image_mode`), their
+    shorter side resized to `resolution` and center-cropped (or, with `random_crop`, a random square of `crop_size`
+    resized), then flipped at random with `random_flip`.
+
+    Shuffling, sharding and resuming: see `RecordStream`.
+
+    Args:
+        dataset: a `datasets.Dataset` (converted with `to_iterable_dataset`) or `IterableDataset`, not yet sharded.
+        resolution: output height and width in pixels.
+        num_channels: 1 (grayscale) or 3 (RGB).
+        image_column: column holding the images (`Image` feature, or bytes / paths / PIL images).
+        label_column: optional integer label column, yielded as `labels`.
+        shuffle_buffer: records read and shuffled at a time (1 keeps the shard order); they are held in memory.
+        seed: seed of the shuffle, crops and flips; the same on every process.
+        random_flip: mirror each image left to right with probability 1/2.
+        min_size: images whose shorter side is smaller are skipped as "tiny" (larger ones are resized, up or down).
+        rank, world_size: this process and the number of processes; the records are split between them exactly once.
+        random_crop: take a random `crop_size` square (the shorter side when smaller) instead of the center crop.
+        crop_size: side of the random crop before resizing; defaults to twice `resolution`.
+        repeat: go on to the next epoch forever instead of stopping at the end of the data.
+        max_bad_records: raise if this many records are read before the first usable one.
+        decode_cache_size: keep up to this many decoded images (keyed by a hash of their bytes), for repeating over a
+            few large images such as `builtin:photos`; 0 decodes every time.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset | IterableDataset,
+        resolution: int,
+        num_channels: int = 3,
+        image_column: str = "image",
+        label_column: str | None = None,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        random_flip: bool = False,
+        min_size: int = 8,
+        rank: int = 0,
+        world_size: int = 1,
+        random_crop: bool = False,
+        crop_size: int | None = None,
+        repeat: bool = False,
+        max_bad_records: int = 100,
+        decode_cache_size: int = 0,
+    ):
+        for name, value in (("resolution", resolution), ("min_size", min_size)):
+            if value < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {value}")
+        if num_channels not in (1, 3):
+            raise ValueError(f"`num_channels` must be 1 (grayscale) or 3 (RGB), got {num_channels}")
+        if crop_size is not None and crop_size < 1:
+            raise ValueError(f"`crop_size` must be >= 1, got {crop_size}")
+        if crop_size is not None and not random_crop:
+            raise ValueError("`crop_size` sets the size of the random crop; it needs `random_crop=True`")
+        if decode_cache_size < 0:
+            raise ValueError(f"`decode_cache_size` must be >= 0, got {decode_cache_size}")
+        self.image_column = image_column
+        self.label_column = label_column
+        super().__init__(dataset, shuffle_buffer, seed, rank, world_size, repeat, max_bad_records)
+        self.resolution = resolution
+        self.num_channels = num_channels
+        self.random_flip = random_flip
+        self.min_size = min_size
+        self.random_crop = random_crop
+        self.crop_size = crop_size if crop_size is not None else 2 * resolution
+        self.decode_cache_size = decode_cache_size
+        self._decoded: OrderedDict[Any, PILImage.Image] = OrderedDict()
+
+    _noun = "image"
+
+    @property
+    def _column(self) -> str:
+        return f"column {self.image_column!r}"
+
+    def _prepare(self, dataset: IterableDataset) -> IterableDataset:
+        """The dataset with decoding off (images as bytes/paths), after checking that the columns exist."""
+        image_column = self.image_column
+        features = dataset.features
+        if features is None:  # unknown until iteration (some Hub streams): values are checked record by record
+            return dataset
+        dataset = dataset.decode(False)
+        check_columns(features, image_column=image_column, label_column=self.label_column)
+        feature = features[image_column]
+        if isinstance(feature, Image):
+            return dataset
+        # Raw bytes, paths, or {bytes, path} structs (parquet written without datasets' metadata) are images too.
+        is_raw = isinstance(feature, Value) and feature.dtype in ("binary", "large_binary", "string", "large_string")
+        if not (is_raw or (isinstance(feature, dict) and set(feature) == {"bytes", "path"})):
+            raise ValueError(f"column {image_column!r} holds {feature}, which is not an image (bytes, paths or Image)")
+        return dataset.cast_column(image_column, Image(decode=False))
+
     def _sample(self, record: dict, position: int) -> dict[str, Any] | None:
         """A record -> model inputs, or None (counted and logged) when it cannot be used."""
         value = record.get(self.image_column)
@@ -465,7 +536,7 @@ class ImageStream(torch.utils.data.IterableDataset):
             return self._skip("tiny", record, position, size)
         flip = False
         if self.random_crop or self.random_flip:
-            rng = np.random.default_rng([_AUGMENT_STREAM, self.seed, self.rank, self.epoch, position])
+            rng = self._record_rng(position)
             if self.random_crop:
                 side = min(self.crop_size, image.width, image.height)
                 left = int(rng.integers(0, image.width - side + 1))
@@ -499,32 +570,93 @@ class ImageStream(torch.utils.data.IterableDataset):
             self._decoded.popitem(last=False)
         return image
 
-    # -------------------------------------------------------------------------------------------------- skips
 
-    def _skip(self, reason: str, record: dict, position: int, detail: str) -> None:
-        self.skip_counts[reason] += 1
-        where = f"record {position} of epoch {self.epoch} on rank {self.rank}/{self.world_size}"
-        description = f"{where} {_describe(record)}: {reason} ({detail})"
-        if self._first_bad is None:
-            self._first_bad = description
-        skipped = sum(self.skip_counts.values())
-        if self.skip_counts[reason] == 1:
-            logger.warning("skipping %s; later skips are summarized every %d", description, SKIP_LOG_EVERY)
-        if skipped % SKIP_LOG_EVERY == 0:
-            logger.warning("skipped %d of %d records so far (%s)", skipped, self.records_read, self._format_counts())
-        return None
+class CodeStream(RecordStream):
+    """Code-index sequences (as `scripts/encode_dataset.py` writes them) as a stream of prior training samples.
 
-    def _format_counts(self) -> str:
-        return ", ".join(f"{reason}: {count}" for reason, count in self.skip_counts.items())
+    Each record yields `{"indices": (num_tokens,) int64, "class_labels": int}`, the class label being -1 for "no
+    class": always without `label_column`, and with probability `class_dropout_prob` otherwise (the unconditional
+    half of classifier-free guidance; the draw is per record and survives a resume). Records without a value are
+    skipped and counted; codes of the wrong length or outside [0, num_codes), or labels outside [0, num_classes),
+    mean the data belongs to another VQ model or label set and raise a `ValueError` naming the record.
+    Shuffling, sharding and resuming: see `RecordStream`.
+    """
 
-    def _nothing_usable(self, scope: str) -> str:
-        return (
-            f"no usable image in column {self.image_column!r} in {scope} (skipped: {self._format_counts()}); "
-            f"first bad record: {self._first_bad}"
-        )
+    _noun = "code sequence"
+
+    def __init__(
+        self,
+        dataset: Dataset | IterableDataset,
+        num_codes: int,
+        num_tokens: int,
+        indices_column: str = "indices",
+        label_column: str | None = None,
+        num_classes: int = 0,
+        class_dropout_prob: float = 0.0,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        repeat: bool = False,
+    ):
+        if label_column is not None and num_classes < 1:
+            raise ValueError(f"`label_column` {label_column!r} needs `num_classes` >= 1, got {num_classes}")
+        if not 0.0 <= class_dropout_prob <= 1.0:
+            raise ValueError(f"`class_dropout_prob` must be in [0, 1], got {class_dropout_prob}")
+        self.num_codes, self.num_tokens, self.num_classes = num_codes, num_tokens, num_classes
+        self.indices_column, self.label_column = indices_column, label_column
+        self.class_dropout_prob = class_dropout_prob
+        super().__init__(dataset, shuffle_buffer, seed, rank, world_size, repeat)
+
+    @property
+    def _column(self) -> str:
+        return f"column {self.indices_column!r}"
+
+    def _prepare(self, dataset: IterableDataset) -> IterableDataset:
+        if dataset.features is not None:
+            check_columns(dataset.features, indices_column=self.indices_column, label_column=self.label_column)
+        return dataset
+
+    def _sample(self, record: dict, position: int) -> dict[str, Any] | None:
+        where = f"record {position} of epoch {self.epoch} on rank {self.rank}/{self.world_size} {_describe(record)}"
+        codes = record.get(self.indices_column)
+        if codes is None:
+            return self._skip("missing", record, position, f"no value in column {self.indices_column!r}")
+        codes = torch.as_tensor(np.asarray(codes), dtype=torch.long).reshape(-1)
+        if len(codes) != self.num_tokens or codes.min() < 0 or codes.max() >= self.num_codes:
+            found = f"{len(codes)} codes" + (f" in [{codes.min()}, {codes.max()}]" if len(codes) else "")
+            raise ValueError(
+                f"{where}: expected {self.num_tokens} codes in [0, {self.num_codes}) in column "
+                f"{self.indices_column!r}, found {found}: were these codes made by another VQ model?"
+            )
+        label = -1
+        if self.label_column is not None:
+            value = record.get(self.label_column)
+            if value is None:
+                return self._skip("missing", record, position, f"no value in label column {self.label_column!r}")
+            if not 0 <= int(value) < self.num_classes:
+                raise ValueError(f"{where}: label {value} is outside [0, {self.num_classes}) (num_classes)")
+            if self.class_dropout_prob == 0 or self._record_rng(position).random() >= self.class_dropout_prob:
+                label = int(value)
+        return {"indices": codes, "class_labels": label}
 
 
-def image_dataloader(stream: ImageStream, batch_size: int, drop_last: bool = True) -> torch.utils.data.DataLoader:
+def load_code_dataset(source: str, split: str = "train") -> Dataset | IterableDataset:
+    """One split of a code dataset: a folder written by `Dataset(Dict).save_to_disk` (as `scripts/encode_dataset.py`
+    writes), or a Hub dataset id (streamed)."""
+    if os.path.isdir(source):
+        from datasets import load_from_disk
+
+        data = load_from_disk(source)
+        if isinstance(data, DatasetDict):
+            if split not in data:
+                raise ValueError(f"code dataset {source!r} has no split {split!r}; available: {list(data)}")
+            return data[split]
+        return data
+    return load_image_dataset(source, split)
+
+
+def image_dataloader(stream: RecordStream, batch_size: int, drop_last: bool = True) -> torch.utils.data.DataLoader:
     """Batches of a stream, read in the main process (`num_workers=0`).
 
     Workers would not help (2 are slower than none on 2 cores) and would hold the stream position where

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from .arguments import GANArguments, ParsedArguments, TrainingArguments, parse_arguments
+from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingArguments, parse_arguments
+from .encoding import encode_dataset
 from .objectives import FAMILIES, Family
+from .prior import PriorTrainer
 from .trainer import NonFiniteLossError, Trainer
 
 
@@ -15,7 +17,9 @@ def main(family: str, argv: list[str] | None = None) -> dict:
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; one of {list(FAMILIES)}")
     spec = FAMILIES[family]
-    return Trainer(spec, parse_arguments(with_gan=spec.adversarial, argv=argv)).run()
+    trainer_class = PriorTrainer if spec.data == "codes" else Trainer
+    parsed = parse_arguments(with_gan=spec.adversarial, argv=argv, with_prior=spec.data == "codes")
+    return trainer_class(spec, parsed).run()
 
 
 __all__ = [
@@ -24,8 +28,11 @@ __all__ = [
     "GANArguments",
     "NonFiniteLossError",
     "ParsedArguments",
+    "PriorArguments",
+    "PriorTrainer",
     "Trainer",
     "TrainingArguments",
+    "encode_dataset",
     "main",
     "parse_arguments",
 ]

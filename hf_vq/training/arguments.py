@@ -134,11 +134,34 @@ class GANArguments:
 
 
 @dataclass
+class PriorArguments:
+    """Arguments of prior training: the VQ model whose codes the prior models, and classifier-free guidance."""
+
+    vq_model: str | None = field(
+        default=None,
+        metadata={"help": "Path or Hub id of the VQ model (default: the one recorded by encode_dataset.py)."},
+    )
+    indices_column: str = field(default="indices", metadata={"help": "Column holding the code sequences."})
+    class_dropout_prob: float = field(
+        default=0.1, metadata={"help": "Probability of replacing the class by BOS (for classifier-free guidance)."}
+    )
+    sample_top_k: int | None = field(default=None, metadata={"help": "top-k of the validation samples."})
+    sample_guidance_scale: float = field(default=1.0, metadata={"help": "Guidance scale of the validation samples."})
+
+    def __post_init__(self):
+        check_float("class_dropout_prob", self.class_dropout_prob, 0.0, 1.0)
+        if self.sample_top_k is not None:
+            check_int("sample_top_k", self.sample_top_k, minimum=1)
+        check_float("sample_guidance_scale", self.sample_guidance_scale)
+
+
+@dataclass
 class ParsedArguments:
     training: TrainingArguments
     gan: GANArguments | None
     model_config: dict[str, Any]
     discriminator_config: dict[str, Any]
+    prior: PriorArguments | None = None
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -153,7 +176,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_arguments(with_gan: bool = False, argv: list[str] | None = None) -> ParsedArguments:
+def parse_arguments(
+    with_gan: bool = False, argv: list[str] | None = None, with_prior: bool = False
+) -> ParsedArguments:
     """Parse `--config FILE` (optional), then the command line over it."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
@@ -162,7 +187,9 @@ def parse_arguments(with_gan: bool = False, argv: list[str] | None = None) -> Pa
     model_config = dict(file_values.pop("model", None) or {})
     discriminator_config = dict(file_values.pop("discriminator", None) or {})
 
-    dataclasses_ = (TrainingArguments, GANArguments) if with_gan else (TrainingArguments,)
+    dataclasses_ = (TrainingArguments,)
+    dataclasses_ += (GANArguments,) if with_gan else ()
+    dataclasses_ += (PriorArguments,) if with_prior else ()
     parser = HfArgumentParser(dataclasses_)
     parser.add_argument(
         "--config", default=None, help="YAML/JSON recipe: training arguments, `model:`, `discriminator:`"
@@ -176,8 +203,9 @@ def parse_arguments(with_gan: bool = False, argv: list[str] | None = None) -> Pa
     values = vars(namespace)
     training = TrainingArguments(**{f.name: values[f.name] for f in fields(TrainingArguments)})
     gan = GANArguments(**{f.name: values[f.name] for f in fields(GANArguments)}) if with_gan else None
+    prior = PriorArguments(**{f.name: values[f.name] for f in fields(PriorArguments)}) if with_prior else None
     if training.output_dir is None:
         raise ValueError("`--output_dir` is required (on the command line or in the --config file)")
     if training.model_config:
         model_config.update(load_config_file(training.model_config))
-    return ParsedArguments(training, gan, model_config, discriminator_config)
+    return ParsedArguments(training, gan, model_config, discriminator_config, prior)

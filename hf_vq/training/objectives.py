@@ -20,6 +20,8 @@ from ..models import (
     VAEModel,
     VQGANConfig,
     VQGANModel,
+    VQPriorConfig,
+    VQPriorForCausalLM,
     VQVAEConfig,
     VQVAEModel,
 )
@@ -66,13 +68,15 @@ def vq_terms(default: str) -> LossTerms:
 
 @dataclass(frozen=True)
 class Family:
-    """A trainable model family: its config and model classes, its loss terms, whether it has a discriminator."""
+    """A trainable model family: its config and model classes, its loss terms, whether it has a discriminator, and
+    what it trains on: "images" (`Trainer`) or "codes" (`PriorTrainer`, whose loss is the LM's next-token loss)."""
 
     name: str
     config_class: type[PreTrainedConfig]
     model_class: type[PreTrainedModel]
-    loss_terms: LossTerms
+    loss_terms: LossTerms | None
     adversarial: bool = False
+    data: str = "images"
 
 
 FAMILIES: dict[str, Family] = {
@@ -80,4 +84,5 @@ FAMILIES: dict[str, Family] = {
     "vae": Family("vae", VAEConfig, VAEModel, vae_terms),
     "vqvae": Family("vqvae", VQVAEConfig, VQVAEModel, vq_terms(default="l2")),
     "vqgan": Family("vqgan", VQGANConfig, VQGANModel, vq_terms(default="l1"), adversarial=True),
+    "prior": Family("prior", VQPriorConfig, VQPriorForCausalLM, loss_terms=None, data="codes"),
 }

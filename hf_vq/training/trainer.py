@@ -46,6 +46,7 @@ class Trainer:
         self.family = family
         self.args = parsed.training
         self.gan = parsed.gan
+        self.prior_args = parsed.prior
         self.model_config = dict(parsed.model_config)
         self.discriminator_config = dict(parsed.discriminator_config)
         self.output_dir = Path(self.args.output_dir)
@@ -110,15 +111,9 @@ class Trainer:
         set_seed(args.seed)
 
         model = self._build_model()
-        self.resolution = args.resolution or model.config.sample_size
-        self.channels = model.config.in_channels
-        if self.resolution % model.config.downsample_factor:
-            raise ValueError(
-                f"`resolution` ({self.resolution}) must be divisible by the model's downsampling factor "
-                f"{model.config.downsample_factor}"
-            )
+        self._check_model(model)
         optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad],
+            self._parameter_groups(model),
             lr=self._scaled_lr(args.learning_rate),
             betas=(args.adam_beta1, args.adam_beta2),
             weight_decay=args.adam_weight_decay,
@@ -137,10 +132,34 @@ class Trainer:
             if self.lecam is not None:
                 self.lecam.to(accelerator.device)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        self._setup_data()
+
+        if args.resume_from_checkpoint:
+            self._resume(args.resume_from_checkpoint)
+        if accelerator.is_main_process:
+            config = {k: v for k, v in dataclasses.asdict(args).items() if isinstance(v, (int, float, str, bool))}
+            accelerator.init_trackers("hf_vq", config=config)
+
+    # ----- what differs between families (the prior's trainer overrides these) -----
+
+    def _check_model(self, model) -> None:
+        self.resolution = self.args.resolution or model.config.sample_size
+        self.channels = model.config.in_channels
+        if self.resolution % model.config.downsample_factor:
+            raise ValueError(
+                f"`resolution` ({self.resolution}) must be divisible by the model's downsampling factor "
+                f"{model.config.downsample_factor}"
+            )
+
+    def _parameter_groups(self, model) -> list:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def _setup_data(self) -> None:
+        """The training stream and loader of this process, and the held-out data (`self.eval_images`)."""
+        args, accelerator = self.args, self.accelerator
         self.lpips = load_lpips(args.lpips_weights)
         if self.lpips is not None:
             self.lpips.to(accelerator.device)
-
         source = load_image_dataset(args.dataset, args.dataset_split, args.dataset_config)
         self.stream = ImageStream(
             source,
@@ -168,11 +187,30 @@ class Trainer:
                 dataset_config=args.dataset_config,
             )
 
-        if args.resume_from_checkpoint:
-            self._resume(args.resume_from_checkpoint)
-        if accelerator.is_main_process:
-            config = {k: v for k, v in dataclasses.asdict(args).items() if isinstance(v, (int, float, str, bool))}
-            accelerator.init_trackers("hf_vq", config=config)
+    def _forward_terms(self, batch: dict[str, torch.Tensor], adversarial: bool) -> tuple[dict[str, torch.Tensor], Any]:
+        """The generator's loss terms on one batch (under autocast) and the model output."""
+        pixel_values = batch["pixel_values"]
+        output = self.model(pixel_values)
+        perceptual = self.lpips(output.reconstruction, pixel_values) if self.lpips is not None else None
+        terms = self.family.loss_terms(output, pixel_values, perceptual, self.args)
+        if adversarial:
+            terms["adversarial"] = self._adversarial_term(output.reconstruction, terms)
+        return terms, output
+
+    def _keep_validation_inputs(self, batch: dict[str, torch.Tensor]) -> None:
+        """Without a held-out split, the sample grids show the first training batch."""
+        if self._validation_images is None:
+            self._validation_images = batch["pixel_values"][: self.args.num_validation_images].cpu()
+
+    def _evaluate(self, model) -> dict[str, Any]:
+        if self.eval_images is None:
+            return {}
+        return {f"eval_{k}": v for k, v in reconstruction_metrics(model, self.eval_images).items()}
+
+    def _save_outputs(self, model) -> None:
+        model.save_pretrained(self.output_dir / "model")
+        if self.discriminator is not None:
+            self.discriminator.save_pretrained(self.output_dir / "discriminator")
 
     # ----- checkpoints -----
 
@@ -246,18 +284,14 @@ class Trainer:
         weight = adaptive_weight(nll, generator_loss, last_layer, max_weight=self.gan.adaptive_weight_max)
         return self.gan.disc_weight * weight * generator_loss
 
-    def _generator_step(self, pixel_values: torch.Tensor) -> tuple[dict[str, float], torch.Tensor] | None:
+    def _generator_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], Any] | None:
         args, accelerator = self.args, self.accelerator
         adversarial = self.discriminator is not None and self.global_step >= self.gan.disc_start
         if self.discriminator is not None:
             self.discriminator.requires_grad_(False)  # its gradients come from the discriminator step only
         with accelerator.accumulate(self.model):
             with accelerator.autocast():
-                output = self.model(pixel_values)
-                perceptual = self.lpips(output.reconstruction, pixel_values) if self.lpips is not None else None
-                terms = self.family.loss_terms(output, pixel_values, perceptual, args)
-                if adversarial:
-                    terms["adversarial"] = self._adversarial_term(output.reconstruction, terms)
+                terms, output = self._forward_terms(batch, adversarial)
             finite, bad = self._all_finite(terms)
             if not finite:
                 self._skip_nonfinite(bad, "generator")
@@ -273,7 +307,7 @@ class Trainer:
         for name in ("perplexity", "usage"):
             if getattr(output, name, None) is not None:
                 logs[name] = output[name].float().item()
-        return logs, output.reconstruction.detach()
+        return logs, output
 
     def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float] | None:
         accelerator, discriminator = self.accelerator, self.discriminator
@@ -345,12 +379,9 @@ class Trainer:
         metrics: dict[str, Any] = {}
         if accelerator.is_main_process:
             model = accelerator.unwrap_model(self.model)
-            model.save_pretrained(self.output_dir / "model")
-            if self.discriminator is not None:
-                self.discriminator.save_pretrained(self.output_dir / "discriminator")
+            self._save_outputs(model)
             self.validate()
-            if self.eval_images is not None:
-                metrics.update({f"eval_{k}": v for k, v in reconstruction_metrics(model, self.eval_images).items()})
+            metrics.update(self._evaluate(model))
             metrics.update(
                 {
                     "step": self.global_step,
@@ -364,6 +395,7 @@ class Trainer:
                 "family": self.family.name,
                 "training": dataclasses.asdict(self.args),
                 "gan": dataclasses.asdict(self.gan) if self.gan is not None else None,
+                "prior": dataclasses.asdict(self.prior_args) if self.prior_args is not None else None,
                 "model": model.config.to_diff_dict(),
                 "discriminator": self.discriminator.config.to_diff_dict() if self.discriminator is not None else None,
             }
@@ -398,16 +430,14 @@ class Trainer:
     def _loop(self, progress: tqdm, start: float, start_step: int, total_batch: int) -> None:
         args, accelerator = self.args, self.accelerator
         while self.global_step < args.max_train_steps:
-            batch = self._next_batch()
-            pixel_values = batch["pixel_values"].to(accelerator.device)
-            if self._validation_images is None:
-                self._validation_images = pixel_values[: args.num_validation_images].cpu()
-            result = self._generator_step(pixel_values)
+            batch = {name: value.to(accelerator.device) for name, value in self._next_batch().items()}
+            self._keep_validation_inputs(batch)
+            result = self._generator_step(batch)
             if result is None:
                 continue
-            logs, reconstruction = result
+            logs, output = result
             if self.discriminator is not None and self.global_step >= self.gan.disc_train_start:
-                d_logs = self._discriminator_step(pixel_values, reconstruction)
+                d_logs = self._discriminator_step(batch["pixel_values"], output.reconstruction.detach())
                 if d_logs is None:
                     continue
                 logs.update(d_logs)

@@ -1,0 +1,171 @@
+"""Tokenizing an image dataset: a trained VQ model turns every image into its code indices, once, for the prior.
+
+Each process encodes its own shard of each split (batched, no gradients) and writes it with `save_to_disk`; process 0
+then joins the shards into one `DatasetDict` and moves it into place in one rename, so that an interrupted run
+leaves no half-written dataset. Next to the splits, `hf_vq_codes.json` records the VQ model, the token grid, the
+codebook size and the number of records read and skipped per split (`train_prior.py` reads the VQ model from it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
+from datasets import Sequence as SequenceFeature
+
+from ..data import ImageStream, image_dataloader, load_image_dataset
+
+logger = logging.getLogger(__name__)
+
+CODES_INFO_NAME = "hf_vq_codes.json"
+
+
+def _label_feature(source_features, label_column: str | None):
+    if label_column is None:
+        return None
+    feature = source_features.get(label_column) if source_features is not None else None
+    return feature if isinstance(feature, ClassLabel) else Value("int64")
+
+
+def _describe_model(name_or_path: str | os.PathLike) -> str:
+    """A local model folder as an absolute path (training may run elsewhere), a Hub id as it is."""
+    return str(Path(name_or_path).resolve()) if os.path.isdir(name_or_path) else str(name_or_path)
+
+
+@torch.no_grad()
+def encode_dataset(
+    vq_model: torch.nn.Module,
+    source: str,
+    output_dir: str | os.PathLike,
+    splits: Sequence[str] = ("train", "test"),
+    *,
+    vq_model_name_or_path: str | os.PathLike | None = None,
+    image_column: str = "image",
+    label_column: str | None = None,
+    resolution: int | None = None,
+    batch_size: int = 64,
+    dataset_config: str | None = None,
+    accelerator: Accelerator | None = None,
+) -> DatasetDict | None:
+    """Encode `splits` of an image dataset with `vq_model` into `output_dir` (a `DatasetDict` saved to disk).
+
+    Columns: `indices` (the h*w codes of each image, raster order, int32) and, with `label_column`, `label`. Images
+    are resized and center-cropped to `resolution` (default: the model's `sample_size`); records that cannot be
+    decoded are skipped and counted in `hf_vq_codes.json`. Returns the dataset on process 0, None elsewhere.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists():
+        raise ValueError(f"{output_dir} already exists: choose a new output directory (nothing was written)")
+    if not hasattr(vq_model, "encode_indices"):
+        raise ValueError(f"`vq_model` must be a VQ model (with encode_indices), got {type(vq_model).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    accelerator = accelerator or Accelerator(cpu=not torch.accelerator.is_available())
+    config = vq_model.config
+    resolution = resolution or config.sample_size
+    if resolution % config.downsample_factor:
+        raise ValueError(f"`resolution` ({resolution}) must be divisible by {config.downsample_factor}")
+    grid = (resolution // config.downsample_factor,) * 2
+    vq_model = vq_model.to(accelerator.device).eval()
+    staging = output_dir.with_name(output_dir.name + ".partial")
+    if accelerator.is_main_process and staging.exists():
+        shutil.rmtree(staging)  # left by an interrupted run
+    accelerator.wait_for_everyone()
+
+    counts: dict[str, Any] = {}
+    for split in splits:
+        dataset = load_image_dataset(source, split, dataset_config)
+        stream = ImageStream(
+            dataset,
+            resolution,
+            num_channels=config.in_channels,
+            image_column=image_column,
+            label_column=label_column,
+            shuffle_buffer=1,  # the dataset's own order
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+        )
+        indices, labels = [], []
+        for batch in image_dataloader(stream, batch_size, drop_last=False):
+            codes = vq_model.encode_indices(batch["pixel_values"].to(accelerator.device))
+            indices.append(codes.flatten(1).to(torch.int32).cpu().numpy())
+            if label_column is not None:
+                labels.append(batch["labels"].numpy())
+        features = {"indices": SequenceFeature(Value("int32"), length=grid[0] * grid[1])}
+        columns: dict[str, Any] = {"indices": list(np.concatenate(indices)) if indices else []}
+        label_feature = _label_feature(dataset.features, label_column)
+        if label_feature is not None:
+            features["label"] = label_feature
+            columns["label"] = np.concatenate(labels).tolist() if labels else []
+        shard = Dataset.from_dict(columns, features=Features(features))
+        shard.save_to_disk(str(staging / "shards" / split / f"rank-{accelerator.process_index}"))
+        counts[split] = {"records_read": stream.records_read, "skipped": dict(stream.skip_counts)}
+        logger.info(
+            "split %s, rank %d: %d images encoded, %d records skipped",
+            split,
+            accelerator.process_index,
+            stream.records_yielded,
+            stream.records_read - stream.records_yielded,
+        )
+    # Every process's counts, summed on process 0 (they go into the info file).
+    totals = torch.tensor(
+        [[counts[s]["records_read"], *counts[s]["skipped"].values()] for s in splits], device=accelerator.device
+    )
+    totals = accelerator.reduce(totals, reduction="sum").cpu()
+    accelerator.wait_for_everyone()
+    result = None
+    if accelerator.is_main_process:
+        result = DatasetDict(
+            {
+                split: concatenate_datasets(
+                    [
+                        load_from_disk(str(staging / "shards" / split / f"rank-{rank}"))
+                        for rank in range(accelerator.num_processes)
+                    ]
+                )
+                for split in splits
+            }
+        )
+        final = staging / "dataset"
+        result.save_to_disk(str(final))
+        reasons = list(counts[splits[0]]["skipped"])
+        info = {
+            "vq_model": _describe_model(vq_model_name_or_path) if vq_model_name_or_path else None,
+            "vq_model_class": type(vq_model).__name__,
+            "codebook_size": config.num_vq_embeddings,
+            "token_grid_size": list(grid),
+            "resolution": resolution,
+            "source": source,
+            "image_column": image_column,
+            "label_column": label_column,
+            "splits": {
+                split: {
+                    "records_read": int(row[0]),
+                    "encoded": len(result[split]),
+                    "skipped": dict(zip(reasons, (int(v) for v in row[1:]), strict=True)),
+                }
+                for split, row in zip(splits, totals, strict=True)
+            },
+        }
+        (final / CODES_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+        del result
+        os.replace(final, output_dir)
+        shutil.rmtree(staging)
+        result = load_from_disk(str(output_dir))
+    accelerator.wait_for_everyone()
+    return result
+
+
+def read_codes_info(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The `hf_vq_codes.json` of a code dataset folder, or None (a Hub dataset, or written by other tools)."""
+    info = Path(path) / CODES_INFO_NAME
+    return json.loads(info.read_text()) if info.is_file() else None

@@ -1,0 +1,15 @@
+"""Train the prior over code indices (a GPT-2, class-conditional with classifier-free guidance dropout).
+
+    python scripts/encode_dataset.py --vq_model runs/vqgan/model --dataset builtin:digits --label_column label \
+        --output_dir runs/digits-codes
+    accelerate launch training/train_prior.py --config training/configs/prior_digits.yaml \
+        --dataset runs/digits-codes --output_dir runs/prior
+
+Writes model/ (the prior) and pipeline/ (VQ model + prior, `VQImageGenerationPipeline.from_pretrained`). Every flag
+is documented by `--help`; the loop is `hf_vq.training.PriorTrainer`.
+"""
+
+from hf_vq.training import main
+
+if __name__ == "__main__":
+    main("prior")
