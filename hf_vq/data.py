@@ -663,7 +663,12 @@ def image_dataloader(stream: RecordStream, batch_size: int, drop_last: bool = Tr
     `ImageStream.state_dict` cannot see it. Do not pass the loader to `accelerator.prepare`: the stream is already
     sharded (see the module docstring).
     """
-    return torch.utils.data.DataLoader(stream, batch_size=batch_size, drop_last=drop_last, num_workers=0)
+    # Each new iterator draws a base seed from its generator: with the default (the global one), re-creating the
+    # iterator after a resume would shift the global random stream and change every later dropout mask or sample.
+    generator = torch.Generator().manual_seed(0)
+    return torch.utils.data.DataLoader(
+        stream, batch_size=batch_size, drop_last=drop_last, num_workers=0, generator=generator
+    )
 
 
 def photo_eval_crops(resolution: int, crops_per_photo: int, crop_size: int | None = None) -> torch.Tensor:

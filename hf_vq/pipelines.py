@@ -13,8 +13,10 @@ import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from huggingface_hub import ModelCard
 from PIL import Image
 from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
@@ -154,3 +156,55 @@ class VQImageGenerationPipeline:
         indices = torch.cat(grids).to(self.vq_model.device)
         images = self.vq_model.decode_indices(indices).float()
         return images if output_type == "pt" else to_pil_images(images)
+
+
+def pipeline_model_card(
+    pipeline: VQImageGenerationPipeline,
+    *,
+    repo_id: str,
+    dataset: str | None,
+    metrics: dict[str, Any],
+    training: dict[str, Any] | None = None,
+    samples_image: str | None = None,
+    top_k: int | None = None,
+    guidance_scale: float = 1.0,
+    eval_description: str = "the held-out split",
+) -> ModelCard:
+    """The model card of a pipeline (see `hf_vq.hub.render_model_card`)."""
+    from .hub import render_model_card
+
+    vq_config, prior_config = pipeline.vq_model.config, pipeline.prior.config
+    height, width = prior_config.token_grid_size
+    classes = prior_config.num_classes
+    kind = f"class-conditional ({classes} classes)" if classes else "unconditional"
+    return render_model_card(
+        "pipeline",
+        model_name=repo_id.split("/")[-1],
+        summary=(
+            f"An {kind} image generator made of a `{type(pipeline.vq_model).__name__}` and a GPT-2 prior over its "
+            f"{height}x{width} code grid, sampled with `generate()`"
+            + (" and classifier-free guidance." if classes else ".")
+        ),
+        dataset=dataset,
+        metrics=metrics,
+        task=("unconditional-image-generation", "Image generation"),
+        tags=["vq-gan" if type(pipeline.vq_model).__name__ == "VQGANModel" else "vq-vae", "image-generation"],
+        limitations=(
+            "Trained on the dataset above only, at the resolution above; samples reflect its content and biases. "
+            "Bits per dimension are lower bounds on the negative log-likelihood (a Gaussian decoder with one fitted "
+            "scale, discretized to 8 bits)."
+        ),
+        training=training,
+        eval_description=eval_description,
+        repo_id=repo_id,
+        samples_image=samples_image,
+        num_classes=classes,
+        top_k=top_k,
+        guidance_scale=guidance_scale,
+        vq_model_class=type(pipeline.vq_model).__name__,
+        codebook_size=prior_config.codebook_size,
+        resolution=vq_config.sample_size,
+        grid=f"{height}x{width}",
+        n_layer=prior_config.n_layer,
+        n_embd=prior_config.n_embd,
+    )

@@ -1,4 +1,8 @@
 import importlib.util
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -73,3 +77,24 @@ def assert_state_dicts_equal(a: torch.nn.Module, b: torch.nn.Module) -> None:
     assert sa.keys() == sb.keys()
     for key in sa:
         torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=0, msg=key)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(args: list[str], num_processes: int = 1) -> subprocess.Popen:
+    """`accelerate launch` of a script; several processes form a gloo group on the CPU, one thread each."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes)]
+    command += ["--multi_gpu", "--main_process_port", str(free_port())] if num_processes > 1 else []
+    command += ["--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def finished(process: subprocess.Popen, timeout: int = 300) -> None:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-4000:]

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from transformers import AutoModel
 import hf_vq
 import hf_vq.data
 from hf_vq.training import FAMILIES, NonFiniteLossError, Trainer, main, parse_arguments
+
+from .conftest import finished, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,12 @@ def train(tmp_path: Path, family: str, *extra: str, **overrides) -> tuple[Path, 
     return output_dir, metrics
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+IMAGE_FAMILIES = [
+    name for name, family in FAMILIES.items() if family.data == "images"
+]  # the prior: test_prior_training
+
+
+@pytest.mark.parametrize("family", IMAGE_FAMILIES)
 def test_each_family_trains_and_its_outputs_load_back(tmp_path, family):
     output_dir, metrics = train(tmp_path, family)
     model = AutoModel.from_pretrained(output_dir / "model")
@@ -136,14 +142,24 @@ def test_command_line_overrides_the_recipe_and_bad_arguments_fail(tmp_path):
         parse_arguments(argv=["--config", str(tmp_path / "bad.yaml")])
 
 
-@pytest.mark.parametrize("recipe", sorted((ROOT / "training" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
-def test_recipes_parse_and_build_their_configs(recipe):
+@pytest.mark.parametrize("recipe", sorted((ROOT / "training" / "configs").glob("vqgan_*.yaml")), ids=lambda p: p.stem)
+def test_vqgan_recipes_parse_and_build_their_configs(recipe):
     parsed = parse_arguments(with_gan=True, argv=["--config", str(recipe), "--output_dir", "unused"])
     config = hf_vq.VQGANConfig(**parsed.model_config)
     assert config.sample_size == parsed.training.resolution
     from hf_vq.models.discriminator import PatchDiscriminatorConfig
 
     PatchDiscriminatorConfig(**parsed.discriminator_config)
+
+
+def test_vae_and_prior_recipes_parse_and_build_their_configs():
+    parsed = parse_arguments(argv=["--config", str(ROOT / "training/configs/vae_digits.yaml"), "--output_dir", "x"])
+    hf_vq.VAEConfig(**parsed.model_config)
+    parsed = parse_arguments(
+        with_prior=True, argv=["--config", str(ROOT / "training/configs/prior_digits.yaml"), "--output_dir", "x"]
+    )
+    assert parsed.prior.class_dropout_prob == 0.1 and parsed.training.label_column == "label"
+    hf_vq.VQPriorConfig(**parsed.model_config, codebook_size=64, token_grid_size=(4, 4), num_classes=10)
 
 
 def test_tamings_f16_recipe_is_tamings_config():
@@ -245,26 +261,6 @@ def test_checkpoints_total_limit_and_incomplete_saves(tmp_path):
     train(tmp_path, "vqvae", max_train_steps=6, checkpoints_total_limit=2)
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
     assert not list(output_dir.glob(".tmp-*"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(args: list[str], num_processes: int = 1) -> subprocess.Popen:
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes)]
-    command += ["--multi_gpu", "--main_process_port", str(free_port())] if num_processes > 1 else []
-    command += ["--num_machines", "1"]
-    command += ["--mixed_precision", "no", "--dynamo_backend", "no", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-
-
-def finished(process: subprocess.Popen, timeout: int = 300) -> None:
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output[-4000:]
 
 
 def test_two_processes_and_one_with_the_same_global_batch_end_with_the_same_parameters(tmp_path):
