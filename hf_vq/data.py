@@ -709,16 +709,35 @@ def load_eval_images(
         if num_channels == 1:  # PIL's L conversion (ITU-R 601 luma), linear so it holds in [-1, 1] units too
             crops = (crops * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
         return crops
+    return load_eval_examples(source, split, resolution, num_channels, limit, image_column, None, dataset_config)[0]
+
+
+def load_eval_examples(
+    source: str,
+    split: str,
+    resolution: int,
+    num_channels: int = 3,
+    limit: int = 1000,
+    image_column: str = "image",
+    label_column: str | None = None,
+    dataset_config: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`load_eval_images` with the labels: images (N, C, R, R) in [-1, 1] and, with `label_column`, labels (N,)."""
     dataset = load_image_dataset(source, split, dataset_config)
-    stream = ImageStream(dataset, resolution, num_channels=num_channels, image_column=image_column, shuffle_buffer=1)
-    images = []
-    for example in stream:
-        images.append(example["pixel_values"])
-        if len(images) == limit:
-            break
-    if not images:
+    stream = ImageStream(
+        dataset,
+        resolution,
+        num_channels=num_channels,
+        image_column=image_column,
+        label_column=label_column,
+        shuffle_buffer=1,
+    )
+    examples = list(islice(stream, limit))
+    if not examples:
         raise ValueError(f"split {split!r} of {source!r} has no usable images in column {image_column!r}")
-    return torch.stack(images)
+    images = torch.stack([example["pixel_values"] for example in examples])
+    labels = torch.tensor([example["labels"] for example in examples]) if label_column is not None else None
+    return images, labels
 
 
 def images_to_tensor(

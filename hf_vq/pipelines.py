@@ -176,18 +176,21 @@ def pipeline_model_card(
     vq_config, prior_config = pipeline.vq_model.config, pipeline.prior.config
     height, width = prior_config.token_grid_size
     classes = prior_config.num_classes
-    kind = f"class-conditional ({classes} classes)" if classes else "unconditional"
+    kind = f"A class-conditional ({classes} classes)" if classes else "An unconditional"
     return render_model_card(
         "pipeline",
         model_name=repo_id.split("/")[-1],
         summary=(
-            f"An {kind} image generator made of a `{type(pipeline.vq_model).__name__}` and a GPT-2 prior over its "
+            f"{kind} image generator made of a `{type(pipeline.vq_model).__name__}` and a GPT-2 prior over its "
             f"{height}x{width} code grid, sampled with `generate()`"
             + (" and classifier-free guidance." if classes else ".")
         ),
         dataset=dataset,
         metrics=metrics,
-        task=("unconditional-image-generation", "Image generation"),
+        task=("image-generation", "Class-conditional image generation")
+        if classes
+        else ("unconditional-image-generation", "Unconditional image generation"),
+        pipeline_tag=None if classes else "unconditional-image-generation",
         tags=["vq-gan" if type(pipeline.vq_model).__name__ == "VQGANModel" else "vq-vae", "image-generation"],
         limitations=(
             "Trained on the dataset above only, at the resolution above; samples reflect its content and biases. "

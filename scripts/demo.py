@@ -1,39 +1,52 @@
-"""The README's `make demo`: train a VQ-GAN and a VAE on builtin digits with the shared training loop, offline.
+"""The README's `make demo`: a class-conditional digit generator from scratch, offline, on the shared training loop.
 
-Writes to --output_dir: vqgan/ and vae/ (each a full training run: model/, checkpoints, samples/, metrics.json),
-reconstructions.png (held-out digits over their VQ-GAN reconstructions through the code indices), samples.png
-(decoded draws from the VAE's prior) and metrics.json, then prints the held-out PSNR and codebook usage.
+1. train a VQ-GAN on builtin digits (training/configs/vqgan_digits.yaml),
+2. tokenize the dataset with it (hf_vq.training.encode_dataset),
+3. train a class-conditional GPT-2 prior over the codes (training/configs/prior_digits.yaml),
+4. write to --output_dir: reconstructions.png (held-out digits over their reconstructions through the codes),
+   samples.png (one row per digit 0-9, sampled with the pipeline), metrics.json (held-out PSNR, codebook usage,
+   bits/dim with the uniform and the learned prior, and the class accuracy of the samples as scored by a logistic
+   regression trained on the real training digits), pipeline/ (`save_pretrained`, with its rendered model card).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 from transformers import AutoModel
 
-import hf_vq
-from hf_vq.data import load_eval_images
+from hf_vq import VQImageGenerationPipeline
+from hf_vq.data import load_eval_examples
 from hf_vq.image_utils import make_grid
-from hf_vq.metrics import reconstruction_metrics
+from hf_vq.metrics import bits_per_dim, reconstruction_metrics
+from hf_vq.pipelines import pipeline_model_card
+from hf_vq.training import encode_dataset
 from hf_vq.training import main as train
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "training" / "configs"
+RESOLUTION = 16  # of the digits recipes
+SAMPLES_PER_DIGIT = 10  # in samples.png
+SCORED_PER_DIGIT = 50  # samples per digit scored by the classifier
+TOP_K, GUIDANCE_SCALE = 16, 1.5  # the sampling settings of samples.png and of the accuracy
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--vqgan_steps", type=int, default=None, help="override the recipe's max_train_steps")
-    parser.add_argument("--vae_steps", type=int, default=None, help="override the recipe's max_train_steps")
+    parser.add_argument("--prior_steps", type=int, default=None, help="override the recipe's max_train_steps")
     return parser.parse_args()
 
 
-def run(family: str, recipe: str, output_dir: Path, steps: int | None) -> Path:
-    argv = ["--config", str(RECIPES / recipe), "--output_dir", str(output_dir)]
+def run(family: str, recipe: str, output_dir: Path, steps: int | None, *extra: str) -> dict:
+    argv = ["--config", str(RECIPES / recipe), "--output_dir", str(output_dir), *extra]
     if steps is not None:
         argv += [
             "--max_train_steps",
@@ -43,37 +56,106 @@ def run(family: str, recipe: str, output_dir: Path, steps: int | None) -> Path:
             "--validation_steps",
             str(steps),
         ]
-    train(family, argv)
-    return output_dir / "model"
+    return train(family, argv)
+
+
+def digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return load_eval_examples("builtin:digits", split, RESOLUTION, num_channels=1, limit=10_000, label_column="label")
 
 
 def main() -> None:
     args = parse_args()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("codes", "pipeline"):  # a rerun starts these steps afresh (the training runs overwrite themselves)
+        if (output_dir / stale).exists():
+            shutil.rmtree(output_dir / stale)
 
-    vqgan = AutoModel.from_pretrained(run("vqgan", "vqgan_digits.yaml", output_dir / "vqgan", args.vqgan_steps))
-    vae = AutoModel.from_pretrained(run("vae", "vae_digits.yaml", output_dir / "vae", args.vae_steps))
-    assert isinstance(vqgan, hf_vq.VQGANModel) and isinstance(vae, hf_vq.VAEModel)
+    run("vqgan", "vqgan_digits.yaml", output_dir / "vqgan", args.vqgan_steps)
+    vq_path = output_dir / "vqgan" / "model"
+    encode_dataset(
+        AutoModel.from_pretrained(vq_path),
+        "builtin:digits",
+        output_dir / "codes",
+        vq_model_name_or_path=vq_path,
+        label_column="label",
+    )
+    prior_metrics = run("prior", "prior_digits.yaml", output_dir / "prior", args.prior_steps,
+                        "--dataset", str(output_dir / "codes"))  # fmt: skip
+    pipe = VQImageGenerationPipeline.from_pretrained(output_dir / "prior" / "pipeline")
+    vqgan, prior = pipe.vq_model, pipe.prior
 
-    digits = load_eval_images("builtin:digits", "test", resolution=16, num_channels=1, limit=10_000)
-    metrics = {"vqgan": reconstruction_metrics(vqgan, digits), "vae": reconstruction_metrics(vae, digits)}
+    test_images, test_labels = digits("test")
+    train_images, train_labels = digits("train")
     with torch.no_grad():
-        shown = digits[:32]
-        reconstructed = vqgan.eval().decode_indices(vqgan.encode_indices(shown))
+        shown = test_images[:32]
+        reconstructed = vqgan.decode_indices(vqgan.encode_indices(shown))
         make_grid(torch.cat([shown, reconstructed]), nrow=16, scale=4).save(output_dir / "reconstructions.png")
-        samples = vae.eval().sample(64, generator=torch.Generator().manual_seed(0))
-        make_grid(samples, nrow=8, scale=4).save(output_dir / "samples.png")
+    samples = pipe(class_labels=list(range(10)), num_images=SAMPLES_PER_DIGIT, top_k=TOP_K,
+                   guidance_scale=GUIDANCE_SCALE, seed=0, output_type="pt")  # fmt: skip
+    make_grid(samples, nrow=SAMPLES_PER_DIGIT, scale=4).save(output_dir / "samples.png")
+
+    # Sample quality: a classifier of real digits (trained on the training split) reads the generated ones.
+    classifier = LogisticRegression(max_iter=2000).fit(train_images.flatten(1).numpy(), train_labels.numpy())
+    classifier_accuracy = classifier.score(test_images.flatten(1).numpy(), test_labels.numpy())
+    wanted = np.repeat(np.arange(10), SCORED_PER_DIGIT)
+
+    def sample_accuracy(**sampling) -> float:
+        scored = pipe(class_labels=list(range(10)), num_images=SCORED_PER_DIGIT, seed=1, output_type="pt", **sampling)
+        return float((classifier.predict(scored.flatten(1).numpy()) == wanted).mean())
+
+    accuracy = sample_accuracy(top_k=TOP_K, guidance_scale=GUIDANCE_SCALE)
+    plain_accuracy = sample_accuracy()  # no top-k, no guidance: the prior's own distribution
+
+    reconstruction = reconstruction_metrics(vqgan, test_images)
+    # The decoder's Gaussian scale is fitted on the training digits, then held fixed for the held-out bound.
+    scale = bits_per_dim(vqgan, train_images)["decoder_scale"]
+    uniform = bits_per_dim(vqgan, test_images, "uniform", decoder_scale=scale)
+    learned = bits_per_dim(vqgan, test_images, prior, class_labels=test_labels, decoder_scale=scale)
+    metrics = {
+        "psnr": reconstruction["psnr"],
+        "codebook_usage": reconstruction["codebook_usage"],
+        "codebook_perplexity": reconstruction["codebook_perplexity"],
+        "bits_per_dim": learned["bits_per_dim"],
+        "bits_per_dim_uniform_prior": uniform["bits_per_dim"],
+        "prior_nll_per_code": prior_metrics["eval_nll_per_code"],
+        "sample_class_accuracy": accuracy,
+        "sample_class_accuracy_without_top_k_or_guidance": plain_accuracy,
+        "classifier_accuracy_on_real_test_digits": classifier_accuracy,
+        "num_test_images": len(test_images),
+        "num_scored_samples": len(wanted),
+        "sampling": {"top_k": TOP_K, "guidance_scale": GUIDANCE_SCALE},
+    }
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
-    print(f"\nVQ-GAN (reloaded with AutoModel): {output_dir / 'vqgan' / 'model'}")
-    print(f"VAE (reloaded with AutoModel):    {output_dir / 'vae' / 'model'}")
+    pipeline_dir = output_dir / "pipeline"
+    card = pipeline_model_card(
+        pipe,
+        repo_id="hf-vq/vqgan-digits-prior",
+        dataset="builtin:digits",
+        metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
+        training={
+            "vq_model_recipe": "training/configs/vqgan_digits.yaml",
+            "prior_recipe": "training/configs/prior_digits.yaml",
+        },  # fmt: skip
+        samples_image="samples.png",
+        top_k=TOP_K,
+        guidance_scale=GUIDANCE_SCALE,
+        eval_description=f"the {len(test_images)} held-out digits of builtin:digits",
+    )
+    pipe.save_pretrained(pipeline_dir, model_card=str(card))
+    (pipeline_dir / "samples.png").write_bytes((output_dir / "samples.png").read_bytes())
+
+    print(f"\nVQ-GAN:          {vq_path}\ncodes:           {output_dir / 'codes'}")
+    print(f"prior:           {output_dir / 'prior' / 'model'}\npipeline:        {pipeline_dir} (README.md: card)")
     print(f"reconstructions: {output_dir / 'reconstructions.png'}\nsamples:         {output_dir / 'samples.png'}")
     print(f"metrics:         {output_dir / 'metrics.json'}")
-    vq, kl = metrics["vqgan"], metrics["vae"]
     print(
-        f"held-out digits ({vq['num_images']}): VQ-GAN PSNR {vq['psnr']:.2f} dB, codebook usage "
-        f"{vq['codebook_usage']:.0%} of {vqgan.config.num_vq_embeddings} codes; VAE PSNR {kl['psnr']:.2f} dB"
+        f"held-out digits ({len(test_images)}): PSNR {metrics['psnr']:.2f} dB, codebook usage "
+        f"{metrics['codebook_usage']:.0%} of {vqgan.config.num_vq_embeddings} codes, bits/dim "
+        f"{metrics['bits_per_dim']:.3f} (uniform prior: {metrics['bits_per_dim_uniform_prior']:.3f}); "
+        f"class accuracy of {len(wanted)} samples: {accuracy:.1%} (without top-k or guidance: {plain_accuracy:.1%}; "
+        f"the classifier on real test digits: {classifier_accuracy:.1%})"
     )
 
 

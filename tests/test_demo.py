@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
+from huggingface_hub import ModelCard
 from PIL import Image
 from transformers import AutoModel
 
@@ -15,38 +15,36 @@ import hf_vq
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_script_trains_saves_reloads_and_reports_psnr(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "demo.py"),
-            "--output_dir",
-            str(tmp_path),
-            "--vqgan_steps",
-            "3",
-            "--vae_steps",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_demo_script_trains_tokenizes_samples_and_reports(tmp_path):
+    command = [sys.executable, str(ROOT / "scripts" / "demo.py"), "--output_dir", str(tmp_path),
+               "--vqgan_steps", "3", "--prior_steps", "3"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    match = re.search(
+        r"held-out digits \(360\): PSNR (\d+\.\d+) dB, codebook usage (\d+)% .* bits/dim (\d+\.\d+) .*"
+        r"class accuracy of 500 samples: (\d+\.\d)%",
+        result.stdout,
     )
-    assert result.returncode == 0, result.stderr
-    match = re.search(r"held-out digits \(360\): VQ-GAN PSNR (\d+\.\d+) dB, codebook usage (\d+)%", result.stdout)
     assert match, result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert abs(metrics["vqgan"]["psnr"] - float(match.group(1))) < 0.01
-    assert abs(100 * metrics["vqgan"]["codebook_usage"] - int(match.group(2))) <= 1
-    # the training run's own held-out evaluation agrees with the reloaded model's
+    assert abs(metrics["psnr"] - float(match.group(1))) < 0.01
+    assert abs(100 * metrics["codebook_usage"] - int(match.group(2))) <= 1
+    assert abs(metrics["bits_per_dim"] - float(match.group(3))) < 1e-3
+    assert abs(100 * metrics["sample_class_accuracy"] - float(match.group(4))) < 0.1
+    # The VQ-GAN run's own held-out evaluation agrees with the reloaded pipeline's.
     run_metrics = json.loads((tmp_path / "vqgan" / "metrics.json").read_text())
-    assert abs(run_metrics["eval_psnr"] - metrics["vqgan"]["psnr"]) < 1e-3
+    assert abs(run_metrics["eval_psnr"] - metrics["psnr"]) < 1e-3
+    # bits/dim: the learned prior's part is what differs from the uniform prior's (6 bits per code of 256 pixels).
+    assert metrics["bits_per_dim"] > 0 and metrics["bits_per_dim_uniform_prior"] > 16 * 6 / 256
 
-    for name in ("reconstructions.png", "samples.png"):
-        with Image.open(tmp_path / name) as image:
-            assert image.width > 64 and image.height > 64
-    vae = AutoModel.from_pretrained(tmp_path / "vae" / "model")
-    assert type(vae) is hf_vq.VAEModel and vae.config.in_channels == 1 and vae.config.sample_size == 16
-    assert torch.isfinite(vae.sample(2)).all()
-    vqgan = AutoModel.from_pretrained(tmp_path / "vqgan" / "model")
-    assert type(vqgan) is hf_vq.VQGANModel
-    assert (tmp_path / "vqgan" / "discriminator" / "model.safetensors").is_file()
+    with Image.open(tmp_path / "samples.png") as image:
+        assert image.size == (10 * 66 + 2, 10 * 66 + 2)  # 10 x 10 digits of 16 px at 4x, 2 px padding
+    with Image.open(tmp_path / "reconstructions.png") as image:
+        assert image.width > 64 and image.height > 64
+    pipe = hf_vq.VQImageGenerationPipeline.from_pretrained(tmp_path / "pipeline")
+    assert pipe.prior.config.num_classes == 10 and pipe.prior.config.token_grid_size == (4, 4)
+    card = ModelCard.load(tmp_path / "pipeline" / "README.md")
+    assert card.data.library_name == "hf_vq" and "hf_vq" in card.data.tags
+    results = {result.metric_name: result.metric_value for result in card.data.eval_results}
+    assert results["Class accuracy of samples"] == round(metrics["sample_class_accuracy"], 4)
+    assert type(AutoModel.from_pretrained(tmp_path / "vqgan" / "model")) is hf_vq.VQGANModel
