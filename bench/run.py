@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 import quantizer
+import sampling
 import train_step
 from common import REPO_ROOT, load_average, machine_info, markdown_table, run_isolated, set_threads
 
-SECTIONS = {"quantizer": quantizer, "training": train_step}  # later: sampling
+SECTIONS = {"quantizer": quantizer, "training": train_step, "sampling": sampling}
 HEADER = """\
 # Benchmarks
 
