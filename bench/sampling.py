@@ -78,13 +78,13 @@ def measure(quick: bool) -> str:
     return (
         f"## {TITLE}\n\nA class-conditional `VQPriorForCausalLM` with {layers} layers, width {width} "
         f"({parameters:.1f}M parameters), {config.codebook_size} codes, a {grid[0]}x{grid[1]} grid "
-        f"({config.num_image_tokens} tokens per image), batch {batch}, top-k {top_k}, float32, no grad; both samplers "
-        f"interleaved, {timings['generate'].runs} runs each after a warm-up. Greedy decoding (top-k 1) with both samplers "
-        f"gives the same code at {agreement:.1%} of the positions (a check that they compute the same model). Goal: "
-        "the pipeline >= 10x the loop. The cached sampler reads every weight once per token for a handful of rows, so "
-        "it is bound by memory bandwidth rather than arithmetic (profiled: 88% of its time is the model's own "
-        "matrix products, `generate()`'s processors and cache bookkeeping the rest); its advantage grows with the "
-        "batch and the number of tokens per image.\n\n"
+        f"({config.num_image_tokens} tokens per image), batch {batch}, top-k {top_k}, float32, no grad; both "
+        f"samplers interleaved, {timings['generate'].runs} runs each after a warm-up. Greedy decoding (top-k 1) "
+        f"with both samplers gives the same code at {agreement:.1%} of the positions (a check that they compute "
+        "the same model). Goal: the pipeline >= 10x the loop. The cached sampler reads every weight once per token "
+        "for a handful of rows, so it is bound by memory bandwidth rather than arithmetic (profiled: 88% of its "
+        "time is the model's own matrix products, `generate()`'s processors and cache bookkeeping the rest); its "
+        "advantage grows with the batch and the number of tokens per image.\n\n"
         + markdown_table(["sampler", "seconds, median (min-max)", "tokens/s", "speed-up"], rows)
     )
 
