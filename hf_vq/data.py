@@ -44,7 +44,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, IterableDataset, Value, load_dataset
+from datasets import (
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Features,
+    Image,
+    IterableDataset,
+    Value,
+    load_dataset,
+    load_from_disk,
+)
 from datasets.distributed import split_dataset_by_node
 from PIL import Image as PILImage
 
@@ -643,10 +653,9 @@ class CodeStream(RecordStream):
 
 def load_code_dataset(source: str, split: str = "train") -> Dataset | IterableDataset:
     """One split of a code dataset: a folder written by `Dataset(Dict).save_to_disk` (as `scripts/encode_dataset.py`
-    writes), or a Hub dataset id (streamed)."""
-    if os.path.isdir(source):
-        from datasets import load_from_disk
-
+    writes; a single saved `Dataset` is every split), a local parquet folder, or a Hub dataset id (streamed)."""
+    saved = any(os.path.isfile(os.path.join(source, name)) for name in ("dataset_dict.json", "state.json"))
+    if saved:
         data = load_from_disk(source)
         if isinstance(data, DatasetDict):
             if split not in data:

@@ -91,24 +91,31 @@ def render_model_card(
 # What a training run publishes, as (local path relative to the output dir, path in the repo). The model's own
 # files go to the repo root, so that `AutoModel.from_pretrained(repo_id)` loads it; checkpoints never leave.
 PUBLISHED = (("model", ""), ("discriminator", "discriminator"), ("samples", "samples"))
+# A prior's run publishes its pipeline (vq_model/ + prior/ + pipeline_config.json) at the root instead.
+PUBLISHED_PIPELINE = (("pipeline", ""), ("samples", "samples"))
 PUBLISHED_FILES = ("metrics.json", "training_args.json", "README.md")
 
 
 def push_training_outputs(
-    output_dir: str | Path, repo_id: str, private: bool = False, token: str | None = None
+    output_dir: str | Path,
+    repo_id: str,
+    private: bool = False,
+    token: str | None = None,
+    published: tuple[tuple[str, str], ...] = PUBLISHED,
 ) -> str:
     """Upload a training run's final model (and discriminator, sample grids, metrics) in one commit.
 
-    Returns the URL of the commit. The `checkpoint-*` states are never uploaded.
+    `published` maps the run's folders to repo paths (`PUBLISHED`, or `PUBLISHED_PIPELINE` for a prior); the first
+    must exist. Returns the URL of the commit. The `checkpoint-*` states are never uploaded.
     """
     output_dir = Path(output_dir)
-    if not (output_dir / "model").is_dir():
-        raise ValueError(f"{output_dir} has no final model/ directory to push (did the run finish?)")
+    if not (output_dir / published[0][0]).is_dir():
+        raise ValueError(f"{output_dir} has no final {published[0][0]}/ directory to push (did the run finish?)")
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
         staging = Path(staging)
-        for local, remote in PUBLISHED:
+        for local, remote in published:
             if (output_dir / local).is_dir():
                 shutil.copytree(output_dir / local, staging / remote, dirs_exist_ok=True)
         for name in PUBLISHED_FILES:

@@ -8,6 +8,7 @@ of the codes. The run also saves the whole pipeline (`pipeline/`: VQ model + pri
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -143,6 +144,7 @@ class PriorTrainer(Trainer):
     # ----- outputs -----
 
     def _pipeline(self) -> VQImageGenerationPipeline:
+        """The VQ model and the prior as a pipeline, leaving the prior's train / eval mode as it was."""
         prior = self.accelerator.unwrap_model(self.model)
         was_training = prior.training
         pipeline = VQImageGenerationPipeline(self.vq_model, prior)  # puts both in eval mode
@@ -151,7 +153,8 @@ class PriorTrainer(Trainer):
 
     @torch.no_grad()
     def validate(self) -> None:
-        """Write `samples/step-<n>.png`: one row per class (up to 10 classes), or one row of unconditional samples."""
+        """Write `samples/step-<n>.png`: one row of `num_validation_images` samples per class (up to 10 classes), or
+        one row of unconditional samples."""
         if not self.accelerator.is_main_process:
             return
         prior = self.accelerator.unwrap_model(self.model)
@@ -190,9 +193,17 @@ class PriorTrainer(Trainer):
         nll = total / indices.numel()
         return {
             "eval_nll_per_code": nll,
-            "eval_bits_per_code": nll / torch.log(torch.tensor(2.0)).item(),
+            "eval_bits_per_code": nll / math.log(2),
             "eval_num_sequences": len(indices),
         }
+
+    def _push(self) -> None:
+        """The pipeline goes to the repo root, so that `VQImageGenerationPipeline.from_pretrained(repo)` loads it."""
+        from ..hub import PUBLISHED_PIPELINE, push_training_outputs
+
+        push_training_outputs(
+            self.output_dir, self.args.hub_model_id, private=self.args.hub_private, published=PUBLISHED_PIPELINE
+        )
 
     def _save_outputs(self, model: VQPriorForCausalLM) -> None:
         model.save_pretrained(self.output_dir / "model")

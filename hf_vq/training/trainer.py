@@ -207,6 +207,11 @@ class Trainer:
             return {}
         return {f"eval_{k}": v for k, v in reconstruction_metrics(model, self.eval_images).items()}
 
+    def _push(self) -> None:
+        from ..hub import push_training_outputs
+
+        push_training_outputs(self.output_dir, self.args.hub_model_id, private=self.args.hub_private)
+
     def _save_outputs(self, model) -> None:
         model.save_pretrained(self.output_dir / "model")
         if self.discriminator is not None:
@@ -284,7 +289,9 @@ class Trainer:
         weight = adaptive_weight(nll, generator_loss, last_layer, max_weight=self.gan.adaptive_weight_max)
         return self.gan.disc_weight * weight * generator_loss
 
-    def _generator_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], Any] | None:
+    def _generator_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor | None] | None:
+        """One generator (or prior) step: its logs and the detached reconstruction (None for the prior), or None when
+        the step was skipped for a non-finite loss."""
         args, accelerator = self.args, self.accelerator
         adversarial = self.discriminator is not None and self.global_step >= self.gan.disc_start
         if self.discriminator is not None:
@@ -307,7 +314,8 @@ class Trainer:
         for name in ("perplexity", "usage"):
             if getattr(output, name, None) is not None:
                 logs[name] = output[name].float().item()
-        return logs, output
+        reconstruction = getattr(output, "reconstruction", None)
+        return logs, None if reconstruction is None else reconstruction.detach()
 
     def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float] | None:
         accelerator, discriminator = self.accelerator, self.discriminator
@@ -401,9 +409,7 @@ class Trainer:
             }
             (self.output_dir / "training_args.json").write_text(json.dumps(arguments, indent=2, default=str) + "\n")
             if self.args.push_to_hub:
-                from ..hub import push_training_outputs
-
-                push_training_outputs(self.output_dir, self.args.hub_model_id, private=self.args.hub_private)
+                self._push()
         accelerator.wait_for_everyone()
         return metrics
 
@@ -435,9 +441,9 @@ class Trainer:
             result = self._generator_step(batch)
             if result is None:
                 continue
-            logs, output = result
+            logs, reconstruction = result
             if self.discriminator is not None and self.global_step >= self.gan.disc_train_start:
-                d_logs = self._discriminator_step(batch["pixel_values"], output.reconstruction.detach())
+                d_logs = self._discriminator_step(batch["pixel_values"], reconstruction)
                 if d_logs is None:
                     continue
                 logs.update(d_logs)
