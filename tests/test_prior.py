@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 import hf_vq
 from hf_vq.metrics import bits_per_dim, discretized_gaussian_log_likelihood
+from hf_vq.models.prior.modeling_prior import PairedGuidanceSampler
 
 from .conftest import assert_state_dicts_equal
 from .test_vq_models import vqgan
@@ -132,27 +133,37 @@ def test_guided_sampling_matches_the_classifier_free_guidance_distribution():
     assert (F.softmax(log_cond[:4], -1) - F.softmax((3 * log_cond - 2 * log_uncond)[:4], -1)).abs().max() > 0.1
 
 
-def test_guidance_scores_equal_the_formula_at_every_step():
-    model = prior(token_grid_size=(2, 2))
-    torch.manual_seed(0)
-    prefix = model.prefix_ids(torch.tensor([1]), 1)
-    out = model.generate(
-        prefix,
-        attention_mask=torch.ones_like(prefix),
-        max_new_tokens=4,
-        guidance_scale=2.5,
-        negative_prompt_ids=model.prefix_ids(None, 1),
-        output_scores=True,
-        return_dict_in_generate=True,
-    )
-    sequence = out.sequences
-    for step, scores in enumerate(out.scores):
-        cond = F.log_softmax(model(sequence[:, : 1 + step]).logits[:, -1], dim=-1)
-        uncond_ids = torch.cat([model.prefix_ids(None, 1), sequence[:, 1 : 1 + step]], dim=1)
-        uncond = F.log_softmax(model(uncond_ids).logits[:, -1], dim=-1)
-        expected = 2.5 * (cond - uncond) + uncond
-        torch.testing.assert_close(scores[:, :K], expected[:, :K], atol=1e-4, rtol=1e-4)
-        assert torch.isinf(scores[:, K:]).all()
+def test_guided_greedy_sampling_follows_the_formula_at_every_step():
+    """top-k 1 under guidance: each code is the argmax of the guided scores of the whole prefix so far, computed here
+    without a cache, for the conditional and the unconditional (BOS) sequence separately."""
+    model = prior(token_grid_size=(3, 3), tie_word_embeddings=False)
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 1.0)  # well-separated scores: no near-ties for float noise to flip
+    codes = model.sample_codes([1, 2], guidance_scale=2.5, top_k=1).flatten(1)
+    for row, label in enumerate([1, 2]):
+        conditional, unconditional = model.prefix_ids(torch.tensor([label]), 1), model.prefix_ids(None, 1)
+        for step in range(9):
+            with torch.no_grad():
+                cond = F.log_softmax(model(conditional).logits[0, -1, :K], dim=-1)
+                uncond = F.log_softmax(model(unconditional).logits[0, -1, :K], dim=-1)
+            expected = (uncond + 2.5 * (cond - uncond)).argmax()
+            assert codes[row, step] == expected, (row, step)
+            conditional = torch.cat([conditional, expected.view(1, 1)], dim=1)
+            unconditional = torch.cat([unconditional, expected.view(1, 1)], dim=1)
+
+
+def test_paired_guidance_sampler_keeps_both_halves_on_the_same_code():
+    sampler = PairedGuidanceSampler(3.0, num_codes=4, top_k=2)
+    scores = torch.randn(6, 7)
+    scores[:, 4:] = float("-inf")  # non-codes, as suppressed by the generation config
+    chosen = sampler(torch.zeros(6, 1, dtype=torch.long), scores)
+    picks = chosen.argmax(dim=-1)
+    assert torch.equal(picks[:3], picks[3:]) and (picks < 4).all()
+    assert torch.isinf(chosen).sum() == 6 * 6  # one finite score per row
+    guided = sampler.guided_log_probs(scores)
+    cond, uncond = F.log_softmax(scores[:3, :4], -1), F.log_softmax(scores[3:, :4], -1)
+    torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond))
+    assert all(guided[i].topk(2).indices.tolist().count(picks[i].item()) == 1 for i in range(3))  # top-k applied
 
 
 def test_sampling_rejects_bad_arguments():

@@ -6,9 +6,45 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import GPT2LMHeadModel
+from transformers import GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from .configuration_prior import VQPriorConfig
+
+
+class PairedGuidanceSampler(LogitsProcessor):
+    """Classifier-free guidance in one doubled batch: rows [0, B) are the class-conditional sequences, rows [B, 2B)
+    the same sequences behind the BOS prefix. Each step, the next code is drawn here from the guided distribution
+    `log p(x|c) + (s - 1) (log p(x|c) - log p(x))` over the codes (then temperature, top-k, top-p), and the scores
+    returned make greedy decoding pick it in both halves, so the halves stay one sequence and share the KV cache
+    pass: one forward of 2B rows per token instead of two of B (transformers' unbatched guidance)."""
+
+    def __init__(
+        self,
+        guidance_scale: float,
+        num_codes: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ):
+        self.guidance_scale = guidance_scale
+        self.num_codes = num_codes
+        self.warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
+        self.warpers += [TopKLogitsWarper(top_k)] if top_k else []
+        self.warpers += [TopPLogitsWarper(top_p)] if top_p is not None and top_p < 1.0 else []
+
+    def guided_log_probs(self, scores: torch.Tensor) -> torch.Tensor:
+        """(2B, V) scores -> (B, K) guided, unnormalized log-probabilities of the codes."""
+        conditional, unconditional = F.log_softmax(scores[:, : self.num_codes].float(), dim=-1).chunk(2)
+        return unconditional + self.guidance_scale * (conditional - unconditional)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        guided = self.guided_log_probs(scores)
+        for warper in self.warpers:
+            guided = warper(input_ids, guided)
+        codes = torch.multinomial(F.softmax(guided, dim=-1), num_samples=1)  # (B, 1)
+        chosen = torch.full_like(scores, float("-inf"))
+        return chosen.scatter_(1, codes.repeat(2, 1), 0.0)
 
 
 class VQPriorForCausalLM(GPT2LMHeadModel):
@@ -121,7 +157,7 @@ class VQPriorForCausalLM(GPT2LMHeadModel):
 
         With `class_labels`, `num_samples` grids per label (label by label); without, `num_samples` unconditional
         ones. `guidance_scale` s != 1 samples from `log p(x|c) + (s - 1) (log p(x|c) - log p(x))` (classifier-free
-        guidance, the unconditional stream prefixed by BOS); it needs class labels.
+        guidance, the unconditional stream prefixed by BOS, see `PairedGuidanceSampler`); it needs class labels.
         """
         if num_samples < 1:
             raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
@@ -142,19 +178,20 @@ class VQPriorForCausalLM(GPT2LMHeadModel):
             labels = labels.repeat_interleave(num_samples)
         batch_size = num_samples if labels is None else len(labels)
         prefix = self.prefix_ids(labels, batch_size)
-        extra = {}
         if guidance_scale != 1.0:
-            extra = {"guidance_scale": guidance_scale, "negative_prompt_ids": self.prefix_ids(None, batch_size)}
+            # Conditional and unconditional (BOS) sequences in one batch; the sampler draws and keeps them paired.
+            prefix = torch.cat([prefix, self.prefix_ids(None, batch_size)])
+            sampler = PairedGuidanceSampler(guidance_scale, self.config.codebook_size, temperature, top_k, top_p)
+            options = {"do_sample": False, "logits_processor": LogitsProcessorList([sampler])}
+        else:
+            options = {"do_sample": True, "top_k": top_k or 0, "top_p": 1.0 if top_p is None else top_p}
+            options["temperature"] = temperature
         sequences = self.generate(
             prefix,
             attention_mask=torch.ones_like(prefix),
-            do_sample=True,
             max_new_tokens=self.config.num_image_tokens,
-            top_k=top_k or 0,
-            top_p=top_p if top_p is not None else 1.0,
-            temperature=temperature,
             use_cache=True,
-            **extra,
-        )
+            **options,
+        )[:batch_size]
         height, width = self.config.token_grid_size
         return sequences[:, 1:].reshape(batch_size, height, width)
