@@ -84,7 +84,8 @@ def measure(quick: bool) -> str:
         "the same model). Goal: the pipeline >= 10x the loop. The cached sampler reads every weight once per token "
         "for a handful of rows, so it is bound by memory bandwidth rather than arithmetic (profiled: 88% of its "
         "time is the model's own matrix products, `generate()`'s processors and cache bookkeeping the rest); its "
-        "advantage grows with the batch and the number of tokens per image.\n\n"
+        "advantage grows with the batch and the number of tokens per image. With guidance, the pipeline runs the "
+        "conditional and unconditional sequences as one doubled batch (`PairedGuidanceSampler`), like the loop.\n\n"
         + markdown_table(["sampler", "seconds, median (min-max)", "tokens/s", "speed-up"], rows)
     )
 
