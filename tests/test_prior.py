@@ -78,8 +78,11 @@ def test_logits_shape_and_loss_on_a_known_sequence():
 def test_build_inputs_uses_bos_for_dropped_and_unconditional_classes():
     model = prior()
     codes = random_codes(2)
-    assert model.build_inputs(codes, torch.tensor([-1, 1]))[:, 0].tolist() == [K + CLASSES, K + 1]
+    labels = torch.tensor([-1, 1])
+    assert model.build_inputs(codes, labels)[:, 0].tolist() == [K + CLASSES, K + 1]
     assert model.build_inputs(codes)[:, 0].tolist() == [K + CLASSES] * 2
+    # The training loop's unchecked path (its data was checked record by record) builds the same inputs.
+    assert torch.equal(model.build_inputs(codes, labels, check_values=False), model.build_inputs(codes, labels))
 
 
 @pytest.mark.parametrize(

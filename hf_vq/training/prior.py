@@ -134,7 +134,7 @@ class PriorTrainer(Trainer):
 
     def _forward_terms(self, batch: dict[str, torch.Tensor], adversarial: bool) -> tuple[dict[str, torch.Tensor], Any]:
         prior = self.accelerator.unwrap_model(self.model)
-        input_ids = prior.build_inputs(batch["indices"], batch["class_labels"])
+        input_ids = prior.build_inputs(batch["indices"], batch["class_labels"], check_values=False)  # CodeStream did
         output = self.model(input_ids, labels=input_ids)
         return {"nll": output.loss}, output
 
@@ -171,10 +171,7 @@ class PriorTrainer(Trainer):
             output_type="pt",
         )
         prior.train(was_training)
-        grid = make_grid(images, nrow=per_row, scale=max(1, 64 // images.shape[-1]))
-        samples_dir = self.output_dir / "samples"
-        samples_dir.mkdir(exist_ok=True)
-        grid.save(samples_dir / f"step-{self.global_step}.png")
+        self._save_sample_grid(make_grid(images, nrow=per_row, scale=max(1, 64 // images.shape[-1])))
 
     @torch.no_grad()
     def _evaluate(self, model: VQPriorForCausalLM) -> dict[str, Any]:

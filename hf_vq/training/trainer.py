@@ -375,7 +375,9 @@ class Trainer:
                 generator = torch.Generator(self.accelerator.device).manual_seed(self.args.seed)
                 rows.append(model.sample(len(images), generator=generator).float())
         model.train(was_training)
-        grid = make_grid(torch.cat(rows), nrow=len(images), scale=max(1, 64 // self.resolution))
+        self._save_sample_grid(make_grid(torch.cat(rows), nrow=len(images), scale=max(1, 64 // self.resolution)))
+
+    def _save_sample_grid(self, grid) -> None:
         samples_dir = self.output_dir / "samples"
         samples_dir.mkdir(exist_ok=True)
         grid.save(samples_dir / f"step-{self.global_step}.png")
