@@ -158,6 +158,13 @@ def test_train_prior_end_to_end(codes_dir, vq_model_dir, tmp_path):
     assert len(images) == 2 and images[0].size == (8, 8)
 
 
+def test_train_prior_without_labels_gives_an_unconditional_prior(codes_dir, tmp_path):
+    output_dir, metrics = train_prior(tmp_path, codes_dir, "unconditional", label_column=None, max_train_steps=2)
+    pipe = hf_vq.VQImageGenerationPipeline.from_pretrained(output_dir / "pipeline")
+    assert pipe.prior.config.num_classes == 0 and metrics["eval_nll_per_code"] > 0
+    assert len(pipe(num_images=3, seed=0)) == 3
+
+
 def test_train_prior_resumes_exactly(codes_dir, tmp_path):
     straight, _ = train_prior(tmp_path, codes_dir, "straight")
     resumed, _ = train_prior(tmp_path, codes_dir, "resumed", max_train_steps=2)
@@ -175,7 +182,7 @@ def test_train_prior_resumes_exactly(codes_dir, tmp_path):
     [
         ({"model": {**TINY_PRIOR, "codebook_size": 32}}, "codebook_size"),
         ({"model": {**TINY_PRIOR, "token_grid_size": [2, 2]}}, "token_grid_size"),
-        ({"label_column": None}, "num_classes"),
+        ({"label_column": "digit"}, "`label_column` 'digit' is not a column"),
         ({"label_column": None, "model": {**TINY_PRIOR, "num_classes": 10}}, "label_column"),
         ({"class_dropout_prob": 1.5}, "class_dropout_prob"),
     ],

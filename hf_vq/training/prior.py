@@ -17,7 +17,7 @@ from datasets import ClassLabel
 from transformers import AutoModel
 from transformers.pytorch_utils import Conv1D
 
-from ..data import CodeStream, image_dataloader, load_code_dataset
+from ..data import CodeStream, check_columns, image_dataloader, load_code_dataset
 from ..image_utils import make_grid
 from ..models.prior import VQPriorConfig, VQPriorForCausalLM
 from ..pipelines import VQImageGenerationPipeline
@@ -42,7 +42,11 @@ class PriorTrainer(Trainer):
 
     def _num_classes(self) -> int:
         """Classes of the label column, from its ClassLabel feature."""
-        feature = load_code_dataset(self.args.dataset, self.args.dataset_split).features.get(self.args.label_column)
+        features = load_code_dataset(self.args.dataset, self.args.dataset_split).features
+        if features is None:
+            raise ValueError(f"{self.args.dataset!r} does not declare its columns: set `num_classes` (model config)")
+        check_columns(features, label_column=self.args.label_column)
+        feature = features[self.args.label_column]
         if not isinstance(feature, ClassLabel):
             raise ValueError(
                 f"label column {self.args.label_column!r} is not a ClassLabel: set `num_classes` in the model config"
