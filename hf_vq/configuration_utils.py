@@ -162,6 +162,18 @@ class ConvAutoencoderConfig(PreTrainedConfig):
         return self.sample_size // self.downsample_factor
 
 
+def latent_side(config: PreTrainedConfig, resolution: int | None = None) -> int:
+    """Side of the latent (code) grid of square `resolution`-pixel images (default: the config's `sample_size`);
+    a `ValueError` unless the resolution is divisible by the model's downsampling factor."""
+    resolution = resolution or config.sample_size
+    if resolution % config.downsample_factor:
+        raise ValueError(
+            f"`resolution` ({resolution}) must be divisible by the model's downsampling factor "
+            f"{config.downsample_factor}"
+        )
+    return resolution // config.downsample_factor
+
+
 QUANTIZER_TYPES = ("vq", "fsq")
 
 

@@ -409,10 +409,13 @@ class RecordStream(torch.utils.data.IterableDataset):
 
     # -------------------------------------------------------------------------------------------------- skips
 
+    def _where(self, record: dict, position: int) -> str:
+        """Which record, for messages: its position in this process's epoch, and a short form of its content."""
+        return f"record {position} of epoch {self.epoch} on rank {self.rank}/{self.world_size} {_describe(record)}"
+
     def _skip(self, reason: str, record: dict, position: int, detail: str) -> None:
         self.skip_counts[reason] += 1
-        where = f"record {position} of epoch {self.epoch} on rank {self.rank}/{self.world_size}"
-        description = f"{where} {_describe(record)}: {reason} ({detail})"
+        description = f"{self._where(record, position)}: {reason} ({detail})"
         if self._first_bad is None:
             self._first_bad = description
         skipped = sum(self.skip_counts.values())
@@ -628,7 +631,6 @@ class CodeStream(RecordStream):
         return dataset
 
     def _sample(self, record: dict, position: int) -> dict[str, Any] | None:
-        where = f"record {position} of epoch {self.epoch} on rank {self.rank}/{self.world_size} {_describe(record)}"
         codes = record.get(self.indices_column)
         if codes is None:
             return self._skip("missing", record, position, f"no value in column {self.indices_column!r}")
@@ -636,8 +638,8 @@ class CodeStream(RecordStream):
         if len(codes) != self.num_tokens or codes.min() < 0 or codes.max() >= self.num_codes:
             found = f"{len(codes)} codes" + (f" in [{codes.min()}, {codes.max()}]" if len(codes) else "")
             raise ValueError(
-                f"{where}: expected {self.num_tokens} codes in [0, {self.num_codes}) in column "
-                f"{self.indices_column!r}, found {found}: were these codes made by another VQ model?"
+                f"{self._where(record, position)}: expected {self.num_tokens} codes in [0, {self.num_codes}) in "
+                f"column {self.indices_column!r}, found {found}: were these codes made by another VQ model?"
             )
         label = -1
         if self.label_column is not None:
@@ -645,7 +647,9 @@ class CodeStream(RecordStream):
             if value is None:
                 return self._skip("missing", record, position, f"no value in label column {self.label_column!r}")
             if not 0 <= int(value) < self.num_classes:
-                raise ValueError(f"{where}: label {value} is outside [0, {self.num_classes}) (num_classes)")
+                raise ValueError(
+                    f"{self._where(record, position)}: label {value} is outside [0, {self.num_classes}) (num_classes)"
+                )
             if self.class_dropout_prob == 0 or self._record_rng(position).random() >= self.class_dropout_prob:
                 label = int(value)
         return {"indices": codes, "class_labels": label}

@@ -20,6 +20,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
+from .hub import render_model_card
 from .image_utils import to_pil_images
 from .models.prior import VQPriorForCausalLM
 
@@ -171,8 +172,6 @@ def pipeline_model_card(
     eval_description: str = "the held-out split",
 ) -> ModelCard:
     """The model card of a pipeline (see `hf_vq.hub.render_model_card`)."""
-    from .hub import render_model_card
-
     vq_config, prior_config = pipeline.vq_model.config, pipeline.prior.config
     height, width = prior_config.token_grid_size
     classes = prior_config.num_classes

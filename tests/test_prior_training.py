@@ -185,6 +185,7 @@ def test_train_prior_resumes_exactly(codes_dir, tmp_path):
         ({"label_column": "digit"}, "`label_column` 'digit' is not a column"),
         ({"label_column": None, "model": {**TINY_PRIOR, "num_classes": 10}}, "label_column"),
         ({"class_dropout_prob": 1.5}, "class_dropout_prob"),
+        ({"resolution": 7}, "`resolution` \\(7\\) must be divisible by the model's downsampling factor 2"),
     ],
 )
 def test_train_prior_rejects_inconsistent_settings(codes_dir, tmp_path, overrides, message):

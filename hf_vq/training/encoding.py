@@ -22,6 +22,7 @@ from accelerate import Accelerator
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
 from datasets import Sequence as SequenceFeature
 
+from ..configuration_utils import latent_side
 from ..data import ImageStream, image_dataloader, load_image_dataset
 
 logger = logging.getLogger(__name__)
@@ -72,9 +73,7 @@ def encode_dataset(
     accelerator = accelerator or Accelerator(cpu=not torch.accelerator.is_available())
     config = vq_model.config
     resolution = resolution or config.sample_size
-    if resolution % config.downsample_factor:
-        raise ValueError(f"`resolution` ({resolution}) must be divisible by {config.downsample_factor}")
-    grid = (resolution // config.downsample_factor,) * 2
+    grid = (latent_side(config, resolution),) * 2
     vq_model = vq_model.to(accelerator.device).eval()
     staging = output_dir.with_name(output_dir.name + ".partial")
     if accelerator.is_main_process and staging.exists():

@@ -17,6 +17,7 @@ from datasets import ClassLabel
 from transformers import AutoModel
 from transformers.pytorch_utils import Conv1D
 
+from ..configuration_utils import latent_side
 from ..data import CodeStream, check_columns, image_dataloader, load_code_dataset
 from ..image_utils import make_grid
 from ..models.prior import VQPriorConfig, VQPriorForCausalLM
@@ -63,10 +64,9 @@ class PriorTrainer(Trainer):
                 raise ValueError("give either --pretrained_model or a model config, not both")
             return VQPriorForCausalLM.from_pretrained(args.pretrained_model)
         config = dict(self.model_config)
-        resolution = args.resolution or vq_config.sample_size
         derived = {
             "codebook_size": vq_config.num_vq_embeddings,
-            "token_grid_size": [resolution // vq_config.downsample_factor] * 2,
+            "token_grid_size": [latent_side(vq_config, args.resolution)] * 2,
             "vq_model_name_or_path": vq_path,
         }
         for name, value in derived.items():

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from ..configuration_utils import latent_side
 from ..data import ImageStream, image_dataloader, load_eval_images, load_image_dataset, stream_defaults
 from ..image_utils import make_grid
 from ..losses.gan import GAN_LOSSES, LeCAM, adaptive_weight
@@ -145,11 +146,7 @@ class Trainer:
     def _check_model(self, model) -> None:
         self.resolution = self.args.resolution or model.config.sample_size
         self.channels = model.config.in_channels
-        if self.resolution % model.config.downsample_factor:
-            raise ValueError(
-                f"`resolution` ({self.resolution}) must be divisible by the model's downsampling factor "
-                f"{model.config.downsample_factor}"
-            )
+        latent_side(model.config, self.resolution)  # checks the resolution
 
     def _parameter_groups(self, model) -> list:
         return [p for p in model.parameters() if p.requires_grad]
