@@ -3,10 +3,13 @@
 Importing the package registers every config and model with transformers' Auto classes.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+import transformers
+from transformers import AutoConfig
 
 from .configuration_utils import ConvAutoencoderConfig
 from .models import (
+    AUTO_CLASSES,
+    MODEL_CLASSES,
     AutoencoderConfig,
     AutoencoderModel,
     AutoencoderOutput,
@@ -28,21 +31,10 @@ from .pipelines import VQImageGenerationPipeline
 
 __version__ = "0.1.0"
 
-# (config, model) pairs registered with AutoConfig / AutoModel under the config's `model_type`.
-_AUTO_MODELS = (
-    (AutoencoderConfig, AutoencoderModel),
-    (VAEConfig, VAEModel),
-    (VQVAEConfig, VQVAEModel),
-    (VQGANConfig, VQGANModel),
-    (PatchDiscriminatorConfig, PatchDiscriminator),
-)
-
-for _config_class, _model_class in _AUTO_MODELS:
+for _model_type, _model_class in MODEL_CLASSES.items():
     # exist_ok: re-importing the package (e.g. after importlib.reload) must not fail.
-    AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
-    AutoModel.register(_config_class, _model_class, exist_ok=True)
-AutoConfig.register(VQPriorConfig.model_type, VQPriorConfig, exist_ok=True)
-AutoModelForCausalLM.register(VQPriorConfig, VQPriorForCausalLM, exist_ok=True)
+    AutoConfig.register(_model_type, _model_class.config_class, exist_ok=True)
+    getattr(transformers, AUTO_CLASSES[_model_type]).register(_model_class.config_class, _model_class, exist_ok=True)
 
 __all__ = [
     "AutoencoderConfig",

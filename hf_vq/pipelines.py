@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import ModelCard
 from PIL import Image
 from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
-from .hub import render_model_card
+from . import remote_code
+from .hub import check_no_token, render_pipeline_card, upload_to_hub
 from .image_utils import to_pil_images
 from .models.prior import VQPriorForCausalLM
 
@@ -64,6 +64,7 @@ class VQImageGenerationPipeline:
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         if model_card is not None:
+            check_no_token(str(model_card))
             (directory / "README.md").write_text(str(model_card))
         self.vq_model.save_pretrained(directory / VQ_MODEL_FOLDER)
         self.prior.save_pretrained(directory / PRIOR_FOLDER)
@@ -77,23 +78,28 @@ class VQImageGenerationPipeline:
     def push_to_hub(
         self,
         repo_id: str,
-        private: bool = False,
+        private: bool | None = None,
         token: str | None = None,
         commit_message: str | None = None,
         model_card: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        dataset: str | None = None,
+        export_code: bool = False,
+        revision: str | None = None,
     ) -> str:
-        """Upload the pipeline as `save_pretrained` writes it (with `model_card` as README.md) in one commit;
-        returns the commit URL."""
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
+        """Upload the pipeline as `save_pretrained` writes it in one commit, with `model_card` (default: the card
+        `hf_vq.hub.render_pipeline_card` makes of the two configs, `metrics` and `dataset`) as README.md and, with
+        `export_code`, each sub-model's code for `trust_remote_code=True`. Returns the commit URL."""
+        if model_card is None:
+            model_card = render_pipeline_card(self.vq_model.config, self.prior.config, repo_id=repo_id,
+                                              metrics=metrics, dataset=dataset, code_exported=export_code)  # fmt: skip
         with tempfile.TemporaryDirectory() as staging:
             self.save_pretrained(staging, model_card=model_card)
-            commit = api.upload_folder(
-                repo_id=repo_id, folder_path=staging, commit_message=commit_message or "Upload hf_vq pipeline"
-            )
-        return str(commit)
+            if export_code:
+                for folder, model in ((VQ_MODEL_FOLDER, self.vq_model), (PRIOR_FOLDER, self.prior)):
+                    remote_code.export_code(model, Path(staging) / folder)
+            return upload_to_hub(staging, repo_id, private=private, token=token, revision=revision,
+                                 commit_message=commit_message or "Upload hf_vq pipeline")  # fmt: skip
 
     def to(self, device: str | torch.device) -> VQImageGenerationPipeline:
         self.vq_model.to(device)
@@ -157,56 +163,3 @@ class VQImageGenerationPipeline:
         indices = torch.cat(grids).to(self.vq_model.device)
         images = self.vq_model.decode_indices(indices).float()
         return images if output_type == "pt" else to_pil_images(images)
-
-
-def pipeline_model_card(
-    pipeline: VQImageGenerationPipeline,
-    *,
-    repo_id: str,
-    dataset: str | None,
-    metrics: dict[str, Any],
-    training: dict[str, Any] | None = None,
-    samples_image: str | None = None,
-    top_k: int | None = None,
-    guidance_scale: float = 1.0,
-    eval_description: str = "the held-out split",
-) -> ModelCard:
-    """The model card of a pipeline (see `hf_vq.hub.render_model_card`)."""
-    vq_config, prior_config = pipeline.vq_model.config, pipeline.prior.config
-    height, width = prior_config.token_grid_size
-    classes = prior_config.num_classes
-    kind = f"A class-conditional ({classes} classes)" if classes else "An unconditional"
-    return render_model_card(
-        "pipeline",
-        model_name=repo_id.split("/")[-1],
-        summary=(
-            f"{kind} image generator made of a `{type(pipeline.vq_model).__name__}` and a GPT-2 prior over its "
-            f"{height}x{width} code grid, sampled with `generate()`"
-            + (" and classifier-free guidance." if classes else ".")
-        ),
-        dataset=dataset,
-        metrics=metrics,
-        task=("image-generation", "Class-conditional image generation")
-        if classes
-        else ("unconditional-image-generation", "Unconditional image generation"),
-        pipeline_tag=None if classes else "unconditional-image-generation",
-        tags=["vq-gan" if type(pipeline.vq_model).__name__ == "VQGANModel" else "vq-vae", "image-generation"],
-        limitations=(
-            "Trained on the dataset above only, at the resolution above; samples reflect its content and biases. "
-            "Bits per dimension are lower bounds on the negative log-likelihood (a Gaussian decoder with one fitted "
-            "scale, discretized to 8 bits)."
-        ),
-        training=training,
-        eval_description=eval_description,
-        repo_id=repo_id,
-        samples_image=samples_image,
-        num_classes=classes,
-        top_k=top_k,
-        guidance_scale=guidance_scale,
-        vq_model_class=type(pipeline.vq_model).__name__,
-        codebook_size=prior_config.codebook_size,
-        resolution=vq_config.sample_size,
-        grid=f"{height}x{width}",
-        n_layer=prior_config.n_layer,
-        n_embd=prior_config.n_embd,
-    )

@@ -11,12 +11,10 @@ written into a temporary folder beside it and renamed into place, so a failed ru
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import uuid
 from pathlib import Path
 
+from hf_vq.hub import save_pretrained_atomically
 from hf_vq.models.vqgan.convert_taming import convert_taming_checkpoint
 
 
@@ -32,22 +30,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="unpickle Python objects stored in the checkpoint; only for files you trust (it can run code)",
     )
     return parser.parse_args(argv)
-
-
-def save_atomically(model, output_dir: Path) -> list[Path]:
-    """`save_pretrained` into a temporary folder beside `output_dir`, then rename it to `output_dir`."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        model.save_pretrained(staging)
-        if output_dir.exists():
-            output_dir.rmdir()  # empty (checked by the caller); rename cannot replace a folder on every platform
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return sorted(output_dir.iterdir())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    files = save_atomically(model, args.output_dir)
+    files = save_pretrained_atomically(model, args.output_dir)
     config = model.config
     print(
         f"converted {args.checkpoint}: {len(config.block_out_channels)} levels {config.block_out_channels} "

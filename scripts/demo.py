@@ -23,9 +23,9 @@ from transformers import AutoModel
 
 from hf_vq import VQImageGenerationPipeline
 from hf_vq.data import load_eval_examples
+from hf_vq.hub import render_pipeline_card
 from hf_vq.image_utils import make_grid
 from hf_vq.metrics import bits_per_dim, reconstruction_metrics
-from hf_vq.pipelines import pipeline_model_card
 from hf_vq.training import encode_dataset
 from hf_vq.training import main as train
 
@@ -129,15 +129,13 @@ def main() -> None:
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     pipeline_dir = output_dir / "pipeline"
-    card = pipeline_model_card(
-        pipe,
+    card = render_pipeline_card(
+        pipe.vq_model.config,
+        pipe.prior.config,
         repo_id="hf-vq/vqgan-digits-prior",
         dataset="builtin:digits",
         metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
-        training={
-            "vq_model_recipe": "training/configs/vqgan_digits.yaml",
-            "prior_recipe": "training/configs/prior_digits.yaml",
-        },  # fmt: skip
+        training_args=json.loads((output_dir / "prior" / "training_args.json").read_text()),
         samples_image="samples.png",
         top_k=TOP_K,
         guidance_scale=GUIDANCE_SCALE,

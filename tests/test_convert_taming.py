@@ -19,6 +19,7 @@ from torch import nn
 from transformers import AutoModel
 
 import hf_vq
+from hf_vq.hub import save_pretrained_atomically
 from hf_vq.models.vqgan.convert_taming import (
     convert_taming_checkpoint,
     convert_taming_state_dict,
@@ -464,7 +465,7 @@ def test_failed_save_leaves_no_partial_model(tmp_path):
 
     output_dir = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
-        load_script("convert_taming_checkpoint").save_atomically(FailingModel(), output_dir)
+        save_pretrained_atomically(FailingModel(), output_dir)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -80,6 +80,12 @@ class TrainingArguments:
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the final model to the Hub."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Repository id for --push_to_hub."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
+    push_discriminator: bool = field(default=False, metadata={"help": "Also upload the discriminator (VQ-GAN)."})
+    push_training_args: bool = field(default=False, metadata={"help": "Also upload training_args.json."})
+    export_code: bool = field(
+        default=False,
+        metadata={"help": "Also upload the modeling code with auto_map, for trust_remote_code=True without hf_vq."},
+    )
 
     def __post_init__(self):
         if self.eval_split in ("", "none", "None"):

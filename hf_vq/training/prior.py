@@ -198,14 +198,6 @@ class PriorTrainer(Trainer):
             "eval_num_sequences": len(indices),
         }
 
-    def _push(self) -> None:
-        """The pipeline goes to the repo root, so that `VQImageGenerationPipeline.from_pretrained(repo)` loads it."""
-        from ..hub import PUBLISHED_PIPELINE, push_training_outputs
-
-        push_training_outputs(
-            self.output_dir, self.args.hub_model_id, private=self.args.hub_private, published=PUBLISHED_PIPELINE
-        )
-
     def _save_outputs(self, model: VQPriorForCausalLM) -> None:
         model.save_pretrained(self.output_dir / "model")
         self._pipeline().save_pretrained(self.output_dir / "pipeline")

@@ -24,6 +24,7 @@ from transformers import get_scheduler
 
 from ..configuration_utils import latent_side
 from ..data import ImageStream, image_dataloader, load_eval_images, load_image_dataset, stream_defaults
+from ..hub import push_training_outputs, render_run_card
 from ..image_utils import make_grid
 from ..losses.gan import GAN_LOSSES, LeCAM, adaptive_weight
 from ..losses.lpips import load_lpips
@@ -205,9 +206,17 @@ class Trainer:
         return {f"eval_{k}": v for k, v in reconstruction_metrics(model, self.eval_images).items()}
 
     def _push(self) -> None:
-        from ..hub import push_training_outputs
-
-        push_training_outputs(self.output_dir, self.args.hub_model_id, private=self.args.hub_private)
+        """Publish the final model (or a prior's pipeline), its card, sample grids and metrics; see
+        `hf_vq.hub.stage_training_outputs`."""
+        args = self.args
+        push_training_outputs(
+            self.output_dir,
+            args.hub_model_id,
+            private=args.hub_private,
+            push_discriminator=args.push_discriminator,
+            push_training_args=args.push_training_args,
+            export_code=args.export_code,
+        )
 
     def _save_outputs(self, model) -> None:
         model.save_pretrained(self.output_dir / "model")
@@ -398,6 +407,7 @@ class Trainer:
                 }
             )
             (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            pretrained = self.args.pretrained_model
             arguments = {
                 "family": self.family.name,
                 "training": dataclasses.asdict(self.args),
@@ -405,8 +415,14 @@ class Trainer:
                 "prior": dataclasses.asdict(self.prior_args) if self.prior_args is not None else None,
                 "model": model.config.to_diff_dict(),
                 "discriminator": self.discriminator.config.to_diff_dict() if self.discriminator is not None else None,
+                "num_processes": accelerator.num_processes,
+                # A fine-tuned model's card names its base model when that came from the Hub.
+                "base_model": pretrained if pretrained and not Path(pretrained).exists() else None,
             }
             (self.output_dir / "training_args.json").write_text(json.dumps(arguments, indent=2, default=str) + "\n")
+            repo_id = self.args.hub_model_id or self.output_dir.name
+            card = render_run_card(self.output_dir, repo_id, code_exported=self.args.export_code)
+            (self.output_dir / "README.md").write_text(str(card))
             if self.args.push_to_hub:
                 self._push()
         accelerator.wait_for_everyone()

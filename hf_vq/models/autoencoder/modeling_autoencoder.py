@@ -8,6 +8,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...modeling_utils import HubMixin
 from ...modules.backbone import build_decoder, build_encoder, check_latents, check_pixel_values, init_conv_weights
 from .configuration_autoencoder import AutoencoderConfig
 
@@ -25,7 +26,7 @@ class AutoencoderOutput(ModelOutput):
     latents: torch.Tensor | None = None
 
 
-class AutoencoderPreTrainedModel(PreTrainedModel):
+class AutoencoderPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = AutoencoderConfig
     base_model_prefix = "autoencoder"
     main_input_name = "pixel_values"

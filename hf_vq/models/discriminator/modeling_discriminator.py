@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import init
 from transformers import PreTrainedModel
 
+from ...modeling_utils import HubMixin
 from .configuration_discriminator import PatchDiscriminatorConfig
 
 _KERNEL_SIZE = 4
@@ -33,7 +34,7 @@ def _norm_layer(config: PatchDiscriminatorConfig, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-class PatchDiscriminatorPreTrainedModel(PreTrainedModel):
+class PatchDiscriminatorPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = PatchDiscriminatorConfig
     base_model_prefix = "discriminator"
     main_input_name = "pixel_values"

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from transformers import GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+from ...modeling_utils import HubMixin
 from .configuration_prior import VQPriorConfig
 
 
@@ -47,7 +48,7 @@ class PairedGuidanceSampler(LogitsProcessor):
         return chosen.scatter_(1, codes.repeat(2, 1), 0.0)
 
 
-class VQPriorForCausalLM(GPT2LMHeadModel):
+class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
     """GPT-2 over `[prefix, code_1, ..., code_hw]`: the prefix is the class token, or BOS for unconditional
     sequences (and for the unconditional half of classifier-free guidance).
 

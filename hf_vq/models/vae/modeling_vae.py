@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...modeling_utils import HubMixin
 from ...modules.backbone import (
     build_decoder,
     build_encoder,
@@ -53,7 +54,7 @@ class VAEOutput(ModelOutput):
     kl_loss: torch.Tensor | None = None
 
 
-class VAEPreTrainedModel(PreTrainedModel):
+class VAEPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = VAEConfig
     base_model_prefix = "vae"
     main_input_name = "pixel_values"

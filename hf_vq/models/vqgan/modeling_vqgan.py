@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from ...modeling_utils import HubMixin
 from ...modules.backbone import (
     build_decoder,
     build_encoder,
@@ -33,7 +34,7 @@ _DIFFUSERS_KEYS = (
 QUANTIZER_STATE_KEYS = tuple(f"quantize.{name}" for name in TRAINING_STATE_BUFFERS)
 
 
-class VQGANPreTrainedModel(PreTrainedModel):
+class VQGANPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = VQGANConfig
     base_model_prefix = "vqgan"
     main_input_name = "pixel_values"

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
+from ...modeling_utils import HubMixin
 from ...modules.backbone import check_latents, check_pixel_values, init_conv_weights
 from ...modules.quantizers import build_quantizer
 from ...modules.vq_autoencoder import VQAutoencoderMixin
@@ -78,7 +79,7 @@ class VQVAEDecoder(nn.Module):
         return hidden
 
 
-class VQVAEPreTrainedModel(PreTrainedModel):
+class VQVAEPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = VQVAEConfig
     base_model_prefix = "vqvae"
     main_input_name = "pixel_values"
