@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -535,14 +536,23 @@ def convert_to_safetensors(
     config = _load_config(folder)
     state_dict: dict[str, torch.Tensor] = {}
     for path in _pickled_shards(folder, weights_name):
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(
+                f"{path} holds Python objects other than tensors; it is not converted, since unpickling them could "
+                f"run code ({str(error).splitlines()[0]})"
+            ) from error
         if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):  # a training checkpoint
             loaded = loaded["state_dict"]
         if not isinstance(loaded, dict) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
             raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
         state_dict.update(loaded)
     model = MODEL_CLASSES[config.model_type](config)
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:  # shapes that differ from the config's
+        raise ValueError(f"the weights in {folder} do not fit its config ({config.model_type}): {error}") from error
     tied = set(getattr(model, "all_tied_weights_keys", None) or {})  # restored with the weight they share
     missing = [key for key in missing if key not in tied]
     if missing or unexpected:

@@ -86,13 +86,13 @@ def export_code(model: PreTrainedModel | type[PreTrainedModel], directory: str |
     """Write the flat modules a model's class (`model` or its class) and its config class need into `directory`
     (a `save_pretrained` folder) and add `auto_map` to its config.json. Returns the `auto_map`."""
     directory = Path(directory)
+    model_class = model if isinstance(model, type) else type(model)
+    if not model_class.__module__.startswith(PACKAGE + ".") or not hasattr(model_class, "config_class"):
+        raise ValueError(f"{model_class.__name__} is not an hf_vq model; only hf_vq models can export their code")
+    config_class = model_class.config_class
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise ValueError(f"{directory} has no config.json: call save_pretrained before export_code")
-    model_class = model if isinstance(model, type) else type(model)
-    config_class = model_class.config_class
-    if not model_class.__module__.startswith(PACKAGE + "."):
-        raise ValueError(f"{model_class.__name__} is not an hf_vq model; only hf_vq models can export their code")
 
     sources: dict[str, str] = {}  # flat file name -> source
     origins: dict[str, str] = {}  # flat file name -> module, to catch two modules of the same name

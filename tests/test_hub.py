@@ -10,9 +10,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import AutoModel
 
 from .conftest import ROOT
 from .hub_server import LoopbackHub
+from .test_training import write_recipe
+
+TOKEN = "hf_loopback_secret_token"
 
 TINY = """
 import torch, hf_vq
@@ -30,19 +35,21 @@ def hub():
         yield server
 
 
-def run_python(code: str, hub: LoopbackHub, home: Path, offline: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home), "HF_TOKEN": "hf_loopback_secret_token",
+def run_python(
+    code: str, hub: LoopbackHub, home: Path, offline: bool = False, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home), "HF_TOKEN": TOKEN,
            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}  # fmt: skip
     env.pop("HF_HUB_OFFLINE", None)
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+                          timeout=300, cwd=cwd)  # fmt: skip
 
 
 def test_a_pushed_pipeline_loads_by_name_in_a_fresh_process(hub, tmp_path):
     pushed = run_python(TINY + f"""
-pipe.push_to_hub("org/digits-pipe", model_card="---\\nlibrary_name: hf_vq\\n---\\n# card\\n")
+pipe.push_to_hub("org/digits-pipe", metrics={{"bits_per_dim": 4.5}}, dataset="builtin:digits")
 torch.save(pipe(class_labels=[1, 2], seed=0, output_type="pt"), {str(tmp_path / "images.pt")!r})
 """, hub, tmp_path / "home-a")  # fmt: skip
     assert pushed.returncode == 0, pushed.stderr[-3000:]
@@ -55,10 +62,14 @@ import torch, hf_vq
 pipe = hf_vq.VQImageGenerationPipeline.from_pretrained("org/digits-pipe")
 expected = torch.load({str(tmp_path / "images.pt")!r})
 assert torch.equal(pipe(class_labels=[1, 2], seed=0, output_type="pt"), expected)
+from transformers import AutoModel, AutoModelForCausalLM
+prior = AutoModelForCausalLM.from_pretrained("org/digits-pipe", subfolder="prior")
+assert all(torch.equal(value, pipe.prior.state_dict()[key]) for key, value in prior.state_dict().items())
+assert type(AutoModel.from_pretrained("org/digits-pipe", subfolder="vq_model")) is hf_vq.VQGANModel
 """
     loaded = run_python(loaded_code, hub, tmp_path / "home-b")
     assert loaded.returncode == 0, loaded.stderr[-3000:]
-    assert "hf_loopback_secret_token" not in pushed.stdout + pushed.stderr + loaded.stdout + loaded.stderr
+    assert TOKEN not in pushed.stdout + pushed.stderr + loaded.stdout + loaded.stderr
     # Offline, from the snapshot the load left in the cache: refs/main names the commit, the files are under it.
     cache = tmp_path / "home-b" / "hub" / "models--org--digits-pipe"
     commit = (cache / "refs" / "main").read_text()
@@ -70,28 +81,180 @@ assert torch.equal(pipe(class_labels=[1, 2], seed=0, output_type="pt"), expected
     assert len(hub.requests) == requests  # not one request reached the server
 
 
-def test_a_failed_commit_says_so_leaves_the_local_run_alone_and_a_retry_succeeds(hub, tmp_path):
-    run = tmp_path / "run"
-    saved = run_python(TINY + f"pipe.save_pretrained({str(run / 'pipeline')!r})", hub, tmp_path / "home")
-    assert saved.returncode == 0, saved.stderr[-3000:]
-    (run / "samples").mkdir()
-    (run / "samples" / "step-1.png").write_bytes(b"png")
-    (run / "checkpoint-1").mkdir()
-    (run / "checkpoint-1" / "optimizer.bin").write_bytes(b"state")
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    push = f"""
-from hf_vq.hub import PUBLISHED_PIPELINE, push_training_outputs
-print(push_training_outputs({str(run)!r}, "org/prior-run", published=PUBLISHED_PIPELINE))
+def test_a_prior_pushed_alone_loads_by_name_with_its_card(hub, tmp_path):
+    pushed = run_python(TINY + """
+url = prior.push_to_hub("org/digits-prior")
+print(url)
+torch.save(prior.state_dict(), "prior.pt")
+""", hub, tmp_path / "home", cwd=tmp_path)  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    files = hub.repos["org/digits-prior"].files
+    assert sorted(files) == ["README.md", "config.json", "generation_config.json", "model.safetensors"]
+    assert b"library_name: hf_vq" in files["README.md"] and b"AutoModelForCausalLM" in files["README.md"]
+    loaded = run_python("""
+import torch, hf_vq
+from transformers import AutoModelForCausalLM
+prior = AutoModelForCausalLM.from_pretrained("org/digits-prior")
+assert type(prior) is hf_vq.VQPriorForCausalLM
+expected = torch.load("prior.pt")
+assert all(torch.equal(prior.state_dict()[key], value) for key, value in expected.items())
+""", hub, tmp_path / "home-b", cwd=tmp_path)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+
+
+# ----- a training run, pushed by its script, loaded by name -----
+
+SCRIPT_TIMEOUT = 300
+
+
+def run_script(args: list[str], hub: LoopbackHub, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home), "HF_TOKEN": TOKEN, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT)}  # fmt: skip
+    env.pop("HF_HUB_OFFLINE", None)
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def module_hub():
+    with LoopbackHub() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pushed_run(module_hub, tmp_path_factory):
+    """A tiny VQ-GAN trained by training/train_vqgan.py, which pushes it (with its code) to org/vqgan-tiny."""
+    tmp = tmp_path_factory.mktemp("pushed")
+    recipe = write_recipe(tmp / "vqgan.yaml", "vqgan", max_train_steps=2, checkpointing_steps=2, validation_steps=2)
+    run = tmp / "run"
+    trained = run_script(
+        [str(ROOT / "training" / "train_vqgan.py"), "--config", str(recipe), "--output_dir", str(run),
+         "--push_to_hub", "--hub_model_id", "org/vqgan-tiny", "--export_code"],
+        module_hub, tmp / "home",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert TOKEN not in trained.stdout + trained.stderr
+    return run
+
+
+def test_a_training_script_pushes_weights_card_grids_and_code_never_checkpoints(module_hub, pushed_run):
+    files = sorted(module_hub.repos["org/vqgan-tiny"].files)
+    assert {"config.json", "model.safetensors", "README.md", "metrics.json", "samples/step-2.png"} <= set(files)
+    assert {"modeling_vqgan.py", "configuration_vqgan.py", "modeling_utils.py"} <= set(files)
+    assert (pushed_run / "checkpoint-2").is_dir() and (pushed_run / "discriminator").is_dir()
+    assert not any(name.startswith(("checkpoint-", "discriminator")) or name == "training_args.json" for name in files)
+    assert module_hub.repos["org/vqgan-tiny"].files["README.md"] == (pushed_run / "README.md").read_bytes()
+
+
+def test_the_pushed_model_loads_by_name_online_then_offline_and_its_card_parses_and_runs(
+    module_hub, pushed_run, tmp_path
+):
+    check = f"""
+import json, re, torch, hf_vq
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+from transformers import AutoModel
+model = AutoModel.from_pretrained("org/vqgan-tiny")
+assert type(model) is hf_vq.VQGANModel
+saved = load_file({str(pushed_run / "model" / "model.safetensors")!r})
+assert all(torch.equal(model.state_dict()[key], value) for key, value in saved.items())
+card = ModelCard.load("org/vqgan-tiny")
+metrics = json.loads(open({str(pushed_run / "metrics.json")!r}).read())
+results = {{result.metric_type: result.metric_value for result in card.data.eval_results}}
+assert results["psnr"] == round(metrics["eval_psnr"], 4), (results, metrics)
+assert results["codebook_usage"] == round(metrics["eval_codebook_usage"], 4)
+assert card.data.library_name == "hf_vq" and "vq-gan" in card.data.tags
+(snippet,) = re.findall(r"```python\\n(.*?)```", card.text, flags=re.S)
+namespace = {{}}
+exec(snippet, namespace)
+assert namespace["reconstruction"].shape == namespace["images"].shape
+print("ok")
 """
-    hub.failing_commits = 6  # the first attempt and the client's 5 retries
-    failed = run_python(push, hub, tmp_path / "home")
-    assert failed.returncode != 0 and "500" in failed.stderr and "Internal Error" in failed.stderr
-    assert hub.repos["org/prior-run"].files == {}  # nothing half-committed
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # the local run untouched
-    hub.failing_commits = 1  # a passing failure: the client's own retry gets through
-    retried = run_python(push, hub, tmp_path / "home")
+    online = run_python(check, module_hub, tmp_path / "home")
+    assert online.returncode == 0 and "ok" in online.stdout, online.stderr[-3000:]
+    cache = tmp_path / "home" / "hub" / "models--org--vqgan-tiny"
+    commit = (cache / "refs" / "main").read_text()
+    assert (
+        commit == module_hub.repos["org/vqgan-tiny"].sha and (cache / "snapshots" / commit / "config.json").is_file()
+    )
+    requests = len(module_hub.requests)
+    offline = run_python(check, module_hub, tmp_path / "home", offline=True)
+    assert offline.returncode == 0 and "ok" in offline.stdout, offline.stderr[-3000:]
+    assert len(module_hub.requests) == requests  # not one request reached the server
+    assert TOKEN not in online.stdout + online.stderr + offline.stdout + offline.stderr
+
+
+def test_the_pushed_code_loads_with_trust_remote_code_where_hf_vq_cannot_be_imported(module_hub, pushed_run, tmp_path):
+    remote = f"""
+import sys
+sys.modules["hf_vq"] = None  # hf_vq cannot be imported in this process
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel
+model = AutoModel.from_pretrained("org/vqgan-tiny", trust_remote_code=True)
+assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+saved = load_file({str(pushed_run / "model" / "model.safetensors")!r})
+assert all(torch.equal(model.state_dict()[key], value) for key, value in saved.items())
+images = torch.rand(2, 1, 8, 8) * 2 - 1
+assert torch.equal(model.decode_indices(model.encode_indices(images)), model(images).reconstruction)
+assert not any(name.startswith("hf_vq.") for name in sys.modules)
+print("ok")
+"""
+    env = {**os.environ, "HF_ENDPOINT": module_hub.endpoint, "HF_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    env.pop("HF_HUB_OFFLINE", None)
+    loaded = subprocess.run([sys.executable, "-c", remote], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=SCRIPT_TIMEOUT)  # fmt: skip
+    assert loaded.returncode == 0 and "ok" in loaded.stdout, loaded.stderr[-3000:]
+
+
+def test_push_script_failing_commit_leaves_all_as_it_was_and_a_retry_succeeds(module_hub, pushed_run, tmp_path):
+    before = {path: path.read_bytes() for path in pushed_run.rglob("*") if path.is_file()}
+    push = [str(ROOT / "scripts" / "push_to_hub.py"), str(pushed_run), "org/vqgan-full", "--push_discriminator",
+            "--push_training_args"]  # fmt: skip
+    module_hub.failing_commits = 6  # the first attempt and the client's 5 retries
+    failed = run_script(push, module_hub, tmp_path / "home")
+    assert failed.returncode == 1
+    assert "the upload to org/vqgan-full failed, nothing was committed" in failed.stderr and "500" in failed.stderr
+    assert module_hub.repos["org/vqgan-full"].files == {} and module_hub.repos["org/vqgan-full"].commits == []
+    assert {path: path.read_bytes() for path in pushed_run.rglob("*") if path.is_file()} == before
+
+    module_hub.failing_commits = 0
+    retried = run_script(push, module_hub, tmp_path / "home")
     assert retried.returncode == 0, retried.stderr[-3000:]
-    assert len(hub.repos["org/prior-run"].commits) == 1
-    files = sorted(hub.repos["org/prior-run"].files)
-    assert "pipeline_config.json" in files and "prior/model.safetensors" in files and "samples/step-1.png" in files
-    assert not any(name.startswith("checkpoint-") or "optimizer" in name for name in files)
+    assert "pushed" in retried.stdout and len(module_hub.repos["org/vqgan-full"].commits) == 1
+    files = set(module_hub.repos["org/vqgan-full"].files)
+    assert {"discriminator/config.json", "discriminator/model.safetensors", "training_args.json"} <= files
+    assert not any(name.startswith("checkpoint-") or name.endswith(".py") for name in files)
+    assert {path: path.read_bytes() for path in pushed_run.rglob("*") if path.is_file()} == before
+    assert TOKEN not in failed.stdout + failed.stderr + retried.stdout + retried.stderr
+
+
+def test_a_repo_with_only_pickled_weights_gets_a_clear_error_and_converts(module_hub, tmp_path):
+    upload = """
+import torch, hf_vq
+from huggingface_hub import HfApi
+from safetensors.torch import load_file
+model = hf_vq.VQGANModel(hf_vq.VQGANConfig(block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=8,
+                                           latent_channels=8, vq_embed_dim=4, num_vq_embeddings=16, sample_size=8))
+model.config.save_pretrained("old")
+torch.save(model.state_dict(), "old/pytorch_model.bin")
+torch.save(model.state_dict(), "expected.pt")
+HfApi().create_repo("org/old-vqgan")
+HfApi().upload_folder(repo_id="org/old-vqgan", folder_path="old")
+from transformers import AutoModel
+try:
+    AutoModel.from_pretrained("org/old-vqgan")
+except OSError as error:
+    print("ERROR:", error)
+"""
+    uploaded = run_python(upload, module_hub, tmp_path / "home", cwd=tmp_path)
+    assert uploaded.returncode == 0, uploaded.stderr[-3000:]
+    assert "only pickled ones (pytorch_model.bin)" in uploaded.stdout
+    assert "python scripts/convert_to_safetensors.py org/old-vqgan <output_dir>" in uploaded.stdout
+
+    converted = run_script([str(ROOT / "scripts" / "convert_to_safetensors.py"), "org/old-vqgan",
+                            str(tmp_path / "converted")], module_hub, tmp_path / "home")  # fmt: skip
+    assert converted.returncode == 0, converted.stderr[-3000:]
+    model = AutoModel.from_pretrained(tmp_path / "converted")
+    expected = torch.load(tmp_path / "expected.pt", weights_only=True)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in expected.items())

@@ -78,7 +78,9 @@ class TrainingArguments:
     perceptual_weight: float = field(default=1.0, metadata={"help": "Weight of the LPIPS term."})
     codebook_weight: float = field(default=1.0, metadata={"help": "Weight of the quantizer's loss (VQ models)."})
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the final model to the Hub."})
-    hub_model_id: str | None = field(default=None, metadata={"help": "Repository id for --push_to_hub."})
+    hub_model_id: str | None = field(
+        default=None, metadata={"help": "Repo id for --push_to_hub; also writes README.md (the card)."}
+    )
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
     push_discriminator: bool = field(default=False, metadata={"help": "Also upload the discriminator (VQ-GAN)."})
     push_training_args: bool = field(default=False, metadata={"help": "Also upload training_args.json."})

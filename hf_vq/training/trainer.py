@@ -420,9 +420,9 @@ class Trainer:
                 "base_model": pretrained if pretrained and not Path(pretrained).exists() else None,
             }
             (self.output_dir / "training_args.json").write_text(json.dumps(arguments, indent=2, default=str) + "\n")
-            repo_id = self.args.hub_model_id or self.output_dir.name
-            card = render_run_card(self.output_dir, repo_id, code_exported=self.args.export_code)
-            (self.output_dir / "README.md").write_text(str(card))
+            if self.args.hub_model_id:  # the card's usage snippet loads the model by its repo id
+                card = render_run_card(self.output_dir, self.args.hub_model_id, code_exported=self.args.export_code)
+                (self.output_dir / "README.md").write_text(str(card))
             if self.args.push_to_hub:
                 self._push()
         accelerator.wait_for_everyone()
