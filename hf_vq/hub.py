@@ -377,9 +377,10 @@ def stage_training_outputs(
             shutil.copytree(source, staging / name)
         elif requested:
             shutil.copy2(source, staging / name)
-    if export_code:
-        for part in model_folders:
-            remote_code.export_code(MODEL_CLASSES[_load_config(staging / part).model_type], staging / part)
+    if export_code and pipeline:
+        remote_code.export_pipeline_code(staging, PIPELINE_PARTS)
+    elif export_code:
+        remote_code.export_code(MODEL_CLASSES[_load_config(staging).model_type], staging)
     card = model_card if model_card is not None else render_run_card(output_dir, repo_id, code_exported=export_code)
     check_no_token(str(card))
     (staging / "README.md").write_text(str(card))

@@ -20,13 +20,12 @@ from PIL import Image
 from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
 from . import remote_code
-from .hub import check_no_token, render_pipeline_card, upload_to_hub
+from .hub import PIPELINE_PARTS, check_no_token, render_pipeline_card, upload_to_hub
 from .image_utils import to_pil_images
 from .models.prior import VQPriorForCausalLM
 
 PIPELINE_CONFIG_NAME = "pipeline_config.json"
-VQ_MODEL_FOLDER = "vq_model"
-PRIOR_FOLDER = "prior"
+VQ_MODEL_FOLDER, PRIOR_FOLDER = PIPELINE_PARTS
 
 
 class VQImageGenerationPipeline:
@@ -96,8 +95,7 @@ class VQImageGenerationPipeline:
         with tempfile.TemporaryDirectory() as staging:
             self.save_pretrained(staging, model_card=model_card)
             if export_code:
-                for folder, model in ((VQ_MODEL_FOLDER, self.vq_model), (PRIOR_FOLDER, self.prior)):
-                    remote_code.export_code(model, Path(staging) / folder)
+                remote_code.export_pipeline_code(staging, PIPELINE_PARTS)
             return upload_to_hub(staging, repo_id, private=private, token=token, revision=revision,
                                  commit_message=commit_message or "Upload hf_vq pipeline")  # fmt: skip
 

@@ -21,7 +21,7 @@ from types import ModuleType
 
 from transformers import PreTrainedModel
 
-from .models import AUTO_CLASSES
+from .models import AUTO_CLASSES, MODEL_CLASSES
 
 PACKAGE = __name__.split(".")[0]
 
@@ -122,3 +122,19 @@ def export_code(model: PreTrainedModel | type[PreTrainedModel], directory: str |
     config["auto_map"] = auto_map
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return auto_map
+
+
+def export_pipeline_code(directory: str | Path, parts: tuple[str, ...]) -> None:
+    """`export_code` for each sub-model folder of a saved pipeline (`parts`), plus a copy of all their modules at the
+    root: transformers 5 looks for remote code at the repo root even when loading with `subfolder=` (so
+    `AutoModel.from_pretrained(repo, subfolder="vq_model", trust_remote_code=True)` needs it there); the copies in
+    the sub-folders keep each sub-model complete on its own."""
+    directory = Path(directory)
+    for part in parts:
+        model_type = json.loads((directory / part / "config.json").read_text())["model_type"]
+        export_code(MODEL_CLASSES[model_type], directory / part)
+        for path in (directory / part).glob("*.py"):
+            root_copy = directory / path.name
+            if root_copy.exists() and root_copy.read_text() != path.read_text():
+                raise ValueError(f"cannot export the pipeline's code: two different {path.name}")
+            root_copy.write_text(path.read_text())

@@ -18,6 +18,7 @@ from .hub_server import LoopbackHub
 from .test_training import write_recipe
 
 TOKEN = "hf_loopback_secret_token"
+SCRIPT_TIMEOUT = 300
 
 TINY = """
 import torch, hf_vq
@@ -35,28 +36,54 @@ def hub():
         yield server
 
 
-def run_python(
-    code: str, hub: LoopbackHub, home: Path, offline: bool = False, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
+BLOCK_HF_VQ = """
+import sys
+sys.modules["hf_vq"] = None  # hf_vq cannot be imported in this process
+"""
+
+
+def client_env(hub: LoopbackHub, home: Path, offline: bool = False, hf_vq_importable: bool = True) -> dict:
+    """The environment of a client process: the loopback endpoint, its own cache, a token that must never show."""
     env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home), "HF_TOKEN": TOKEN,
            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}  # fmt: skip
     env.pop("HF_HUB_OFFLINE", None)
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
+    if not hf_vq_importable:
+        env.pop("PYTHONPATH")
+    return env
+
+
+def run_python(
+    code: str,
+    hub: LoopbackHub,
+    home: Path,
+    offline: bool = False,
+    cwd: Path | None = None,
+    hf_vq_importable: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh process; with `hf_vq_importable=False`, hf_vq is blocked (`BLOCK_HF_VQ`) and the
+    process runs outside the source tree."""
+    if not hf_vq_importable:
+        code = BLOCK_HF_VQ + textwrap.dedent(code) + "\nassert not any(m.startswith('hf_vq.') for m in sys.modules)"
+        home.mkdir(parents=True, exist_ok=True)
+        cwd = cwd or home
+    env = client_env(hub, home, offline, hf_vq_importable)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=cwd)  # fmt: skip
+                          timeout=SCRIPT_TIMEOUT, cwd=cwd)  # fmt: skip
 
 
 def test_a_pushed_pipeline_loads_by_name_in_a_fresh_process(hub, tmp_path):
     pushed = run_python(TINY + f"""
-pipe.push_to_hub("org/digits-pipe", metrics={{"bits_per_dim": 4.5}}, dataset="builtin:digits")
+pipe.push_to_hub("org/digits-pipe", metrics={{"bits_per_dim": 4.5}}, dataset="builtin:digits", export_code=True)
 torch.save(pipe(class_labels=[1, 2], seed=0, output_type="pt"), {str(tmp_path / "images.pt")!r})
 """, hub, tmp_path / "home-a")  # fmt: skip
     assert pushed.returncode == 0, pushed.stderr[-3000:]
-    assert sorted(hub.repos["org/digits-pipe"].files) == [
-        "README.md", "pipeline_config.json", "prior/config.json", "prior/generation_config.json",
-        "prior/model.safetensors", "vq_model/config.json", "vq_model/model.safetensors",
-    ]  # fmt: skip
+    files = set(hub.repos["org/digits-pipe"].files)
+    assert {"README.md", "pipeline_config.json", "prior/config.json", "prior/generation_config.json",
+            "prior/model.safetensors", "vq_model/config.json", "vq_model/model.safetensors"} <= files  # fmt: skip
+    # The code of each sub-model, in its folder and (where transformers 5 looks with `subfolder=`) at the root.
+    assert {"vq_model/modeling_vqgan.py", "prior/modeling_prior.py", "modeling_vqgan.py", "modeling_prior.py"} <= files
     loaded_code = f"""
 import torch, hf_vq
 pipe = hf_vq.VQImageGenerationPipeline.from_pretrained("org/digits-pipe")
@@ -79,6 +106,16 @@ assert type(AutoModel.from_pretrained("org/digits-pipe", subfolder="vq_model")) 
     offline = run_python(loaded_code, hub, tmp_path / "home-b", offline=True)
     assert offline.returncode == 0, offline.stderr[-3000:]
     assert len(hub.requests) == requests  # not one request reached the server
+
+    remote = run_python("""
+from transformers import AutoModel, AutoModelForCausalLM
+vq_model = AutoModel.from_pretrained("org/digits-pipe", subfolder="vq_model", trust_remote_code=True)
+prior = AutoModelForCausalLM.from_pretrained("org/digits-pipe", subfolder="prior", trust_remote_code=True)
+assert type(prior).__module__.startswith("transformers_modules.")
+codes = prior.sample_codes(class_labels=[1, 2], top_k=4)
+assert vq_model.decode_indices(codes).shape == (2, 3, 8, 8)
+""", hub, tmp_path / "home-c", hf_vq_importable=False)  # fmt: skip
+    assert remote.returncode == 0, remote.stderr[-3000:]
 
 
 def test_a_prior_pushed_alone_loads_by_name_with_its_card(hub, tmp_path):
@@ -104,14 +141,10 @@ assert all(torch.equal(prior.state_dict()[key], value) for key, value in expecte
 
 # ----- a training run, pushed by its script, loaded by name -----
 
-SCRIPT_TIMEOUT = 300
-
 
 def run_script(args: list[str], hub: LoopbackHub, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home), "HF_TOKEN": TOKEN, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT)}  # fmt: skip
-    env.pop("HF_HUB_OFFLINE", None)
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
+    return subprocess.run([sys.executable, *args], env=client_env(hub, home), capture_output=True, text=True,
+                          timeout=SCRIPT_TIMEOUT)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +218,6 @@ print("ok")
 
 def test_the_pushed_code_loads_with_trust_remote_code_where_hf_vq_cannot_be_imported(module_hub, pushed_run, tmp_path):
     remote = f"""
-import sys
-sys.modules["hf_vq"] = None  # hf_vq cannot be imported in this process
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModel
@@ -196,14 +227,9 @@ saved = load_file({str(pushed_run / "model" / "model.safetensors")!r})
 assert all(torch.equal(model.state_dict()[key], value) for key, value in saved.items())
 images = torch.rand(2, 1, 8, 8) * 2 - 1
 assert torch.equal(model.decode_indices(model.encode_indices(images)), model(images).reconstruction)
-assert not any(name.startswith("hf_vq.") for name in sys.modules)
 print("ok")
 """
-    env = {**os.environ, "HF_ENDPOINT": module_hub.endpoint, "HF_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
-    env.pop("PYTHONPATH", None)
-    env.pop("HF_HUB_OFFLINE", None)
-    loaded = subprocess.run([sys.executable, "-c", remote], env=env, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=SCRIPT_TIMEOUT)  # fmt: skip
+    loaded = run_python(remote, module_hub, tmp_path / "home", hf_vq_importable=False)
     assert loaded.returncode == 0 and "ok" in loaded.stdout, loaded.stderr[-3000:]
 
 
