@@ -71,14 +71,10 @@ def card_template(body: str) -> str:
     return "".join((folder / part.format(body=body)).read_text() for part in CARD_PARTS)
 
 
-def _metric_name(name: str) -> str:
-    return name.removeprefix("eval_")
-
-
 def card_metrics(metrics: dict[str, Any] | None) -> dict[str, Any]:
     """The quality metrics of a run's metrics.json (scalars, `eval_` prefix dropped), without its training records."""
     return {
-        _metric_name(name): value
+        name.removeprefix("eval_"): value
         for name, value in (metrics or {}).items()
         if name not in TRAINING_RECORDS and isinstance(value, (int, float, str)) and not isinstance(value, bool)
     }
@@ -134,7 +130,8 @@ def _render(
         if name in INDEXED_METRICS
     ]
     model_name = repo_id.split("/")[-1]
-    on_hub = dataset is not None and not dataset.startswith("builtin:") and not os.path.isabs(dataset)
+    # A local folder or a builtin dataset is no Hub dataset (the card is rendered where the run's data is).
+    on_hub = dataset is not None and not dataset.startswith("builtin:") and not os.path.exists(dataset)
     card_data = ModelCardData(
         library_name="hf_vq",
         license=license,
@@ -224,8 +221,8 @@ def render_pipeline_card(
     license: str = "apache-2.0",
     eval_description: str | None = None,
 ) -> ModelCard:
-    """The model card of a `VQImageGenerationPipeline` (its VQ model's and prior's configs; the rest as `model_card`;
-    `top_k` and `guidance_scale` go into the usage snippet)."""
+    """The model card of a `VQImageGenerationPipeline` from its VQ model's and prior's configs (the rest as in
+    `render_model_card`; `top_k` and `guidance_scale` go into the usage snippet)."""
     conditional = bool(prior_config.num_classes)
     height, width = prior_config.token_grid_size
     return _render(
@@ -273,7 +270,7 @@ def check_no_token(text: str) -> None:
     """A `ValueError` if `text` (a card about to be written or uploaded) holds a Hugging Face access token: the
     configured one, or anything shaped like one."""
     token = get_token()
-    if TOKEN_PATTERN.search(text) or (token and token in text):
+    if TOKEN_PATTERN.search(text) or (token and len(token) >= 8 and token in text):
         raise ValueError("model card: it contains a Hugging Face access token; remove it before sharing the card")
 
 
@@ -361,7 +358,7 @@ def stage_training_outputs(
         raise ValueError(
             f"{output_dir} has no final {MODEL_FOLDER}/ or {PIPELINE_FOLDER}/ folder (did the run finish?)"
         )
-    model_folders = [part for part in PIPELINE_PARTS] if pipeline else [""]
+    model_folders = list(PIPELINE_PARTS) if pipeline else [""]
     for part in model_folders:
         _check_safetensors(final / part)
     shutil.copytree(final, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))

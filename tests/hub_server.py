@@ -16,6 +16,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
+import yaml
+
 REPO = r"(?P<repo>[^/]+/[^/]+)"
 ROUTES = [
     ("POST", re.compile(r"^/api/repos/create$"), "create"),
@@ -43,6 +45,7 @@ class LoopbackHub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.failing_commits = 0
+        self.validated: list[str] = []
         self.requests: list[tuple[str, str]] = []
         hub = self
 
@@ -116,6 +119,20 @@ class LoopbackHub:
         return 200, {}, {"url": f"{self.endpoint}/{repo_id}"}
 
     def validate_yaml(self, body: bytes):
+        """Like the Hub: the README's YAML block must parse into a mapping, and a `model-index` must be a list of
+        models with results. The validated READMEs are kept in `validated`."""
+        content = json.loads(body)["content"]
+        self.validated.append(content)
+        match = re.match(r"^---\n(.*?)\n---\n", content, flags=re.S)
+        try:
+            metadata = yaml.safe_load(match.group(1)) if match else {}
+        except yaml.YAMLError as error:
+            return 400, {}, {"errors": [{"message": f"YAML: {error}"}], "warnings": []}
+        if not isinstance(metadata, dict):
+            return 400, {}, {"errors": [{"message": "the metadata is not a mapping"}], "warnings": []}
+        index = metadata.get("model-index", [])
+        if not isinstance(index, list) or not all(isinstance(m, dict) and "results" in m for m in index):
+            return 400, {}, {"errors": [{"message": "model-index: a list of {name, results}"}], "warnings": []}
         return 200, {}, {"errors": [], "warnings": []}
 
     def preupload(self, body: bytes, repo: str, rev: str):

@@ -175,7 +175,9 @@ def test_a_training_script_pushes_weights_card_grids_and_code_never_checkpoints(
     assert {"modeling_vqgan.py", "configuration_vqgan.py", "modeling_utils.py"} <= set(files)
     assert (pushed_run / "checkpoint-2").is_dir() and (pushed_run / "discriminator").is_dir()
     assert not any(name.startswith(("checkpoint-", "discriminator")) or name == "training_args.json" for name in files)
-    assert module_hub.repos["org/vqgan-tiny"].files["README.md"] == (pushed_run / "README.md").read_bytes()
+    card = module_hub.repos["org/vqgan-tiny"].files["README.md"]
+    assert card == (pushed_run / "README.md").read_bytes()
+    assert card.decode() in module_hub.validated  # the client had the server validate it before committing
 
 
 def test_the_pushed_model_loads_by_name_online_then_offline_and_its_card_parses_and_runs(

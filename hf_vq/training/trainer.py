@@ -8,6 +8,7 @@ DataLoader is deliberately not passed through `accelerator.prepare`, which would
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -496,5 +497,10 @@ class Trainer:
             return metrics
         finally:
             if hasattr(self, "accelerator"):
-                # Without it, gloo process groups abort at exit about half the time.
+                # Release the DDP-wrapped model first (its reducer holds the process group), then destroy the group:
+                # without end_training gloo aborted at exit about half the time, and with the model outliving the
+                # group a process sometimes hung at exit.
+                self.model = self.optimizer = self.scheduler = None
+                self.accelerator.free_memory()
+                gc.collect()
                 self.accelerator.end_training()
