@@ -284,7 +284,7 @@ def test_bits_per_dim_rejects_mismatched_inputs():
         bits_per_dim(model, images, prior())
     with pytest.raises(ValueError, match="codebook_size"):
         bits_per_dim(model, images, prior(codebook_size=16), class_labels=torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="VQ model"):
-        bits_per_dim(hf_vq.VAEModel(hf_vq.VAEConfig()), images)
+    with pytest.raises(ValueError, match="a VQ model or a VAE"):
+        bits_per_dim(hf_vq.AutoencoderModel(hf_vq.AutoencoderConfig()), images)
     with pytest.raises(ValueError, match="uniform"):
         bits_per_dim(model, images, "flat")
