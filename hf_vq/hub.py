@@ -40,6 +40,8 @@ FAMILY_CARDS = {
 # Metrics (without their `eval_` prefix) that go into `model-index`: metric type and readable name.
 INDEXED_METRICS = {
     "psnr": ("psnr", "PSNR (dB)"),
+    "ssim": ("ssim", "SSIM"),
+    "lpips": ("lpips", "LPIPS distance"),
     "codebook_usage": ("codebook_usage", "Codebook usage"),
     "bits_per_dim": ("bits_per_dim", "Bits per dimension"),
     "bits_per_dim_uniform_prior": ("bits_per_dim", "Bits per dimension (uniform prior)"),
