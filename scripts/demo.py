@@ -6,7 +6,9 @@
 4. write to --output_dir: reconstructions.png (held-out digits over their reconstructions through the codes),
    samples.png (one row per digit 0-9, sampled with the pipeline), metrics.json (held-out PSNR, codebook usage,
    bits/dim with the uniform and the learned prior, and the class accuracy of the samples as scored by a logistic
-   regression trained on the real training digits), pipeline/ (`save_pretrained`, with its rendered model card).
+   regression trained on the real training digits), interpolation.png (a held-out 3 turning into a held-out 7
+   through the VQ-GAN's latent space, spherically, quantized at each step), pipeline/ (`save_pretrained`, with its
+   rendered model card).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hf_vq import VQImageGenerationPipeline
 from hf_vq.data import load_eval_examples
 from hf_vq.hub import render_pipeline_card
 from hf_vq.image_utils import make_grid
+from hf_vq.latents import interpolate
 from hf_vq.metrics import bits_per_dim, reconstruction_metrics
 from hf_vq.training import encode_dataset
 from hf_vq.training import main as train
@@ -35,6 +38,7 @@ RESOLUTION = 16  # of the digits recipes
 SAMPLES_PER_DIGIT = 10  # in samples.png
 SCORED_PER_DIGIT = 50  # samples per digit scored by the classifier
 TOP_K, GUIDANCE_SCALE = 16, 1.5  # the sampling settings of samples.png and of the accuracy
+INTERPOLATED, INTERPOLATION_STEPS = (3, 7), 10  # interpolation.png
 
 
 def parse_args() -> argparse.Namespace:
@@ -94,6 +98,12 @@ def main() -> None:
     samples = pipe(class_labels=list(range(10)), num_images=SAMPLES_PER_DIGIT, top_k=TOP_K,
                    guidance_scale=GUIDANCE_SCALE, seed=0, output_type="pt")  # fmt: skip
     make_grid(samples, nrow=SAMPLES_PER_DIGIT, scale=4).save(output_dir / "samples.png")
+    # A held-out 3 turning into a held-out 7: the originals at the ends, the decoded slerp path between.
+    three, seven = (test_images[test_labels == digit][0] for digit in INTERPOLATED)
+    path = interpolate(vqgan, three, seven, steps=INTERPOLATION_STEPS, method="slerp")
+    make_grid(torch.cat([three[None], path, seven[None]]), nrow=INTERPOLATION_STEPS + 2, scale=4).save(
+        output_dir / "interpolation.png"
+    )
 
     # Sample quality: a classifier of real digits (trained on the training split) reads the generated ones.
     classifier = LogisticRegression(max_iter=2000).fit(train_images.flatten(1).numpy(), train_labels.numpy())
@@ -114,6 +124,7 @@ def main() -> None:
     learned = bits_per_dim(vqgan, test_images, prior, class_labels=test_labels, decoder_scale=scale)
     metrics = {
         "psnr": reconstruction["psnr"],
+        "ssim": reconstruction["ssim"],
         "codebook_usage": reconstruction["codebook_usage"],
         "codebook_perplexity": reconstruction["codebook_perplexity"],
         "bits_per_dim": learned["bits_per_dim"],
@@ -147,10 +158,10 @@ def main() -> None:
     print(f"\nVQ-GAN:          {vq_path}\ncodes:           {output_dir / 'codes'}")
     print(f"prior:           {output_dir / 'prior' / 'model'}\npipeline:        {pipeline_dir} (README.md: card)")
     print(f"reconstructions: {output_dir / 'reconstructions.png'}\nsamples:         {output_dir / 'samples.png'}")
-    print(f"metrics:         {output_dir / 'metrics.json'}")
+    print(f"interpolation:   {output_dir / 'interpolation.png'}\nmetrics:         {output_dir / 'metrics.json'}")
     print(
-        f"held-out digits ({len(test_images)}): PSNR {metrics['psnr']:.2f} dB, codebook usage "
-        f"{metrics['codebook_usage']:.0%} of {vqgan.config.num_vq_embeddings} codes, bits/dim "
+        f"held-out digits ({len(test_images)}): PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}, "
+        f"codebook usage {metrics['codebook_usage']:.0%} of {vqgan.config.num_vq_embeddings} codes, bits/dim "
         f"{metrics['bits_per_dim']:.3f} (uniform prior: {metrics['bits_per_dim_uniform_prior']:.3f}); "
         f"class accuracy of {len(wanted)} samples: {accuracy:.1%} (without top-k or guidance: {plain_accuracy:.1%}; "
         f"the classifier on real test digits: {classifier_accuracy:.1%})"

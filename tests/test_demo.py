@@ -21,16 +21,17 @@ def test_demo_script_trains_tokenizes_samples_and_reports(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     match = re.search(
-        r"held-out digits \(360\): PSNR (\d+\.\d+) dB, codebook usage (\d+)% .* bits/dim (\d+\.\d+) .*"
+        r"held-out digits \(360\): PSNR (\d+\.\d+) dB, SSIM (0\.\d+), codebook usage (\d+)% .* bits/dim (\d+\.\d+) .*"
         r"class accuracy of 500 samples: (\d+\.\d)%",
         result.stdout,
     )
     assert match, result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert abs(metrics["psnr"] - float(match.group(1))) < 0.01
-    assert abs(100 * metrics["codebook_usage"] - int(match.group(2))) <= 1
-    assert abs(metrics["bits_per_dim"] - float(match.group(3))) < 1e-3
-    assert abs(100 * metrics["sample_class_accuracy"] - float(match.group(4))) < 0.1
+    assert abs(metrics["ssim"] - float(match.group(2))) < 1e-3
+    assert abs(100 * metrics["codebook_usage"] - int(match.group(3))) <= 1
+    assert abs(metrics["bits_per_dim"] - float(match.group(4))) < 1e-3
+    assert abs(100 * metrics["sample_class_accuracy"] - float(match.group(5))) < 0.1
     # The VQ-GAN run's own held-out evaluation agrees with the reloaded pipeline's.
     run_metrics = json.loads((tmp_path / "vqgan" / "metrics.json").read_text())
     assert abs(run_metrics["eval_psnr"] - metrics["psnr"]) < 1e-3
@@ -41,6 +42,8 @@ def test_demo_script_trains_tokenizes_samples_and_reports(tmp_path):
         assert image.size == (10 * 66 + 2, 10 * 66 + 2)  # 10 x 10 digits of 16 px at 4x, 2 px padding
     with Image.open(tmp_path / "reconstructions.png") as image:
         assert image.width > 64 and image.height > 64
+    with Image.open(tmp_path / "interpolation.png") as image:
+        assert image.size == (12 * 66 + 2, 66 + 2)  # a 3, ten decoded points, a 7
     pipe = hf_vq.VQImageGenerationPipeline.from_pretrained(tmp_path / "pipeline")
     assert pipe.prior.config.num_classes == 10 and pipe.prior.config.token_grid_size == (4, 4)
     card = ModelCard.load(tmp_path / "pipeline" / "README.md")
