@@ -20,12 +20,13 @@ import sys
 import time
 from pathlib import Path
 
+import peers
 import quantizer
 import sampling
 import train_step
 from common import REPO_ROOT, load_average, machine_info, markdown_table, run_isolated, set_threads
 
-SECTIONS = {"quantizer": quantizer, "training": train_step, "sampling": sampling}
+SECTIONS = {"quantizer": quantizer, "training": train_step, "peers": peers, "sampling": sampling}
 HEADER = """\
 # Benchmarks
 

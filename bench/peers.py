@@ -1,0 +1,202 @@
+"""Peers section: a VQ-GAN training step against diffusers' `VQModel` with the same architecture, weights, batch and
+resolution; bfloat16 autocast against float32 (speed, and held-out PSNR at equal steps through the real trainer); and
+the step's achieved GFLOP/s against the machine's float32 matmul rate."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from common import REPO_ROOT, format_bytes, markdown_table, run_isolated, time_interleaved
+
+sys.path.insert(0, str(REPO_ROOT))
+
+TITLE = "Training step against diffusers' VQModel, bfloat16, efficiency"
+PRELOAD = ("hf_vq", "diffusers")
+
+# The issue's reference: diffusers' VQModel with these channels, 64x64, batch 16 (~16M parameters).
+CHANNELS = (64, 128, 128, 256)
+FULL = {"resolution": 64, "batch": 16}
+QUICK = {"resolution": 32, "batch": 2}
+VARIANTS = {
+    "diffusers": "diffusers `VQModel`",
+    "hf_vq": "hf_vq `VQGANModel`",
+    "hf_vq_channels_last": "hf_vq, channels_last memory format",
+    "hf_vq_fused_adamw": "hf_vq, AdamW(fused=True)",
+    "hf_vq_bf16": "hf_vq, bfloat16 autocast (quantizer in float32)",
+}
+
+
+def _diffusers_model(resolution: int):
+    from diffusers import VQModel
+
+    torch.manual_seed(0)
+    return VQModel(
+        block_out_channels=CHANNELS,
+        down_block_types=("DownEncoderBlock2D",) * len(CHANNELS),
+        up_block_types=("UpDecoderBlock2D",) * len(CHANNELS),
+        layers_per_block=2,
+        latent_channels=4,
+        num_vq_embeddings=1024,
+        vq_embed_dim=4,
+        sample_size=resolution,
+    )
+
+
+def build_step(variant: str, quick: bool):
+    """The variant's training step (forward, L1 reconstruction + quantizer loss, backward, AdamW step) on fixed
+    images; every hf_vq variant starts from the diffusers model's weights (`VQGANModel.from_diffusers`)."""
+    import hf_vq
+
+    sizes = QUICK if quick else FULL
+    reference = _diffusers_model(sizes["resolution"]).train()
+    images = torch.rand(sizes["batch"], 3, sizes["resolution"], sizes["resolution"],
+                        generator=torch.Generator().manual_seed(1)) * 2 - 1  # fmt: skip
+    if variant == "diffusers":
+        model = reference
+    else:
+        model = hf_vq.VQGANModel.from_diffusers(reference).train()
+    if variant == "hf_vq_channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=variant == "hf_vq_fused_adamw")
+    autocast = variant == "hf_vq_bf16"
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            if variant == "diffusers":
+                output = model(images)
+                reconstruction, quantizer_loss = output.sample, output.commit_loss.mean()
+            else:
+                output = model(images)
+                reconstruction, quantizer_loss = output.reconstruction, output.quantizer_loss
+            loss = torch.nn.functional.l1_loss(reconstruction.float(), images) + quantizer_loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return model, images, step
+
+
+def step_peak_memory(variant: str, quick: bool) -> dict:
+    """Run in a fresh process: the resident memory one step adds at its peak."""
+    from common import peak_rss_above_baseline
+
+    _, _, step = build_step(variant, quick)
+    return peak_rss_above_baseline(step)
+
+
+def step_flops(quick: bool) -> dict:
+    """Run in a fresh process: the flops of one hf_vq float32 step, counted by torch's flop counter (matmuls and
+    convolutions, forward and backward; element-wise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, _, step = build_step("hf_vq", quick)
+    step()  # warm-up
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return {"flops": counter.get_total_flops()}
+
+
+def speed(quick: bool, context: dict, memory: dict) -> tuple[str, dict]:
+    steps = {variant: build_step(variant, quick)[2] for variant in VARIANTS}
+    timings = time_interleaved(steps, repeats=2 if quick else 5, budget_s=60 if quick else 600)
+    sizes = QUICK if quick else FULL
+    parameters = sum(p.numel() for p in _diffusers_model(sizes["resolution"]).parameters()) / 1e6
+    base = timings["diffusers"].median
+    rows = [
+        [label, timings[variant].cell(), f"{sizes['batch'] / timings[variant].median:.1f}",
+         f"{base / timings[variant].median:.2f}x", format_bytes(memory[variant]["peak_bytes"]), timings[variant].runs]
+        for variant, label in VARIANTS.items()
+    ]  # fmt: skip
+    text = (
+        f"Block_out_channels {CHANNELS}, two ResNet blocks per level, 4 latent channels, 1024 codes of dimension 4 "
+        f"({parameters:.1f}M parameters), {sizes['resolution']}x{sizes['resolution']}, batch {sizes['batch']}; a step "
+        "is forward, L1 reconstruction + quantizer loss, backward and an AdamW step. All variants start from the same "
+        "weights (`VQGANModel.from_diffusers`). Interleaved: one warm-up of each, then rounds calling each once; peak "
+        "memory in a fresh process per variant (`VmHWM` above the resident memory before the step).\n\n"
+        + markdown_table(
+            ["step", "seconds, median (min-max)", "images/s", "speed vs diffusers", "peak memory added", "runs"], rows
+        )
+    )
+    return text, {"timings": timings, "parameters": parameters}
+
+
+def efficiency(context: dict, timings: dict, flops: float) -> str:
+    rows = []
+    matmul = context.get("matmul", {})
+    for variant, rate_name in (("hf_vq", "float32"), ("hf_vq_bf16", "bfloat16")):
+        achieved = flops / timings[variant].median / 1e9
+        peak = matmul.get(rate_name, {}).get("max_gflops")
+        share = f"{achieved / peak:.0%}" if peak else "-"
+        rows.append(
+            [VARIANTS[variant], f"{flops / 1e9:.1f}", f"{achieved:.0f}", f"{peak:.0f}" if peak else "-", share]
+        )
+    return (
+        "Flops of one step counted with `torch.utils.flop_counter.FlopCounterMode` (convolutions and matmuls, forward "
+        "and backward), over the median step time above, against the best of 5 runs of a large square matmul of the "
+        "same dtype measured at the start of this run (the machine's practical limit; its median moves with the "
+        "background load of this shared machine).\n\n"
+        + markdown_table(
+            ["step", "GFLOP per step", "achieved GFLOP/s", "matmul GFLOP/s (best)", "share of the matmul rate"], rows
+        )  # fmt: skip
+    )
+
+
+def trained_psnr(mixed_precision: str, steps: int, output_dir: str) -> dict:
+    """Run in a fresh process: the demo VQ-GAN recipe trained for `steps` steps with `mixed_precision`; its held-out
+    PSNR and training throughput."""
+    from hf_vq.training import main
+
+    recipe = REPO_ROOT / "training" / "configs" / "vqgan_digits.yaml"
+    metrics = main("vqgan", [
+        "--config", str(recipe), "--output_dir", output_dir, "--max_train_steps", str(steps),
+        "--checkpointing_steps", str(steps), "--validation_steps", str(steps), "--mixed_precision", mixed_precision,
+        "--report_to", "none",
+    ])  # fmt: skip
+    return {"psnr": metrics["eval_psnr"], "images_per_second": metrics["train_images_per_second"]}
+
+
+def precision_quality(quick: bool) -> str:
+    steps = 10 if quick else 300
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for precision in ("no", "bf16"):
+            results[precision] = run_isolated("peers:trained_psnr", timeout_s=1800, mixed_precision=precision,
+                                              steps=steps, output_dir=str(Path(scratch) / precision))  # fmt: skip
+    rows = [
+        [label, f"{results[p]['psnr']:.2f}", f"{results[p]['images_per_second']:.0f}"]
+        for p, label in (("no", "float32"), ("bf16", "bfloat16 autocast (`--mixed_precision bf16`)"))
+    ]
+    difference = results["bf16"]["psnr"] - results["no"]["psnr"]
+    ratio = results["bf16"]["images_per_second"] / results["no"]["images_per_second"]
+    return (
+        f"The demo recipe (`vqgan_digits.yaml`, 16x16 digits, batch 64; here {steps} steps, same seed) trained by "
+        "`training/train_vqgan.py` once per precision, one run each in a fresh process; held-out PSNR on the 360 test "
+        "digits. Goal: bf16 within 0.2 dB of float32 at equal steps.\n\n"
+        + markdown_table(["training", "held-out PSNR (dB)", "images/s (whole run)"], rows)
+        + f"\n\nbf16 - float32: {difference:+.2f} dB; throughput ratio {ratio:.2f}x (one run each: noisy)."
+    )
+
+
+def run(quick: bool, context: dict) -> str:
+    # Everything that runs in a child process first: a fork after this process has run torch ops (and started its
+    # OpenMP threads) can hang the child in GNU OpenMP. Then the interleaved timings here.
+    memory = {variant: run_isolated("peers:step_peak_memory", variant=variant, quick=quick) for variant in VARIANTS}
+    flops = run_isolated("peers:step_flops", quick=quick)["flops"]
+    quality = precision_quality(quick)
+    speed_text, measured = speed(quick, context, memory)
+    return (
+        f"## {TITLE}\n\n"
+        + speed_text
+        + "\n\n### Efficiency\n\n"
+        + efficiency(context, measured["timings"], flops)
+        + "\n\n### bfloat16 at equal steps\n\n"
+        + quality
+    )
+
+
+if __name__ == "__main__":
+    print(run("--quick" in sys.argv, {}))
