@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 
 import peers
+import quality
 import quantizer
 import sampling
 import train_step
 from common import REPO_ROOT, load_average, machine_info, markdown_table, run_isolated, set_threads
 
-SECTIONS = {"quantizer": quantizer, "training": train_step, "peers": peers, "sampling": sampling}
+SECTIONS = {"quantizer": quantizer, "training": train_step, "peers": peers, "quality": quality, "sampling": sampling}
 HEADER = """\
 # Benchmarks
 
