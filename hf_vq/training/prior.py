@@ -20,6 +20,7 @@ from transformers.pytorch_utils import Conv1D
 from ..configuration_utils import latent_side
 from ..data import CodeStream, check_columns, image_dataloader, load_code_dataset
 from ..image_utils import make_grid
+from ..metrics import evaluating
 from ..models.prior import VQPriorConfig, VQPriorForCausalLM
 from ..pipelines import VQImageGenerationPipeline
 from .encoding import read_codes_info
@@ -150,10 +151,8 @@ class PriorTrainer(Trainer):
     def _pipeline(self) -> VQImageGenerationPipeline:
         """The VQ model and the prior as a pipeline, leaving the prior's train / eval mode as it was."""
         prior = self.accelerator.unwrap_model(self.model)
-        was_training = prior.training
-        pipeline = VQImageGenerationPipeline(self.vq_model, prior)  # puts both in eval mode
-        prior.train(was_training)
-        return pipeline
+        with evaluating(prior):
+            return VQImageGenerationPipeline(self.vq_model, prior)  # puts both in eval mode
 
     @torch.no_grad()
     def validate(self) -> None:
@@ -162,19 +161,17 @@ class PriorTrainer(Trainer):
         if not self.accelerator.is_main_process:
             return
         prior = self.accelerator.unwrap_model(self.model)
-        was_training = prior.training
-        prior.eval()
         per_row = self.args.num_validation_images
         labels = list(range(min(prior.config.num_classes, 10))) or None
-        images = self._pipeline()(
-            class_labels=labels,
-            num_images=per_row,
-            top_k=self.prior_args.sample_top_k,
-            guidance_scale=self.prior_args.sample_guidance_scale if labels else 1.0,
-            seed=self.args.seed,
-            output_type="pt",
-        )
-        prior.train(was_training)
+        with evaluating(prior):
+            images = self._pipeline()(
+                class_labels=labels,
+                num_images=per_row,
+                top_k=self.prior_args.sample_top_k,
+                guidance_scale=self.prior_args.sample_guidance_scale if labels else 1.0,
+                seed=self.args.seed,
+                output_type="pt",
+            )
         self._save_sample_grid(make_grid(images, nrow=per_row, scale=max(1, 64 // images.shape[-1])))
 
     @torch.no_grad()
@@ -182,15 +179,13 @@ class PriorTrainer(Trainer):
         """Held-out negative log-likelihood of the codes, per code, in nats and bits."""
         if self.eval_codes is None:
             return {}
-        was_training = model.training
-        model.eval()
         indices, labels = self.eval_codes
         total = 0.0
-        for start in range(0, len(indices), self.args.eval_batch_size):
-            batch = indices[start : start + self.args.eval_batch_size].to(model.device)
-            batch_labels = None if labels is None else labels[start : start + self.args.eval_batch_size]
-            total -= model.log_prob_codes(batch, batch_labels).sum().item()
-        model.train(was_training)
+        with evaluating(model):
+            for start in range(0, len(indices), self.args.eval_batch_size):
+                batch = indices[start : start + self.args.eval_batch_size].to(model.device)
+                batch_labels = None if labels is None else labels[start : start + self.args.eval_batch_size]
+                total -= model.log_prob_codes(batch, batch_labels).sum().item()
         nll = total / indices.numel()
         return {
             "eval_nll_per_code": nll,

@@ -29,7 +29,7 @@ from ..hub import push_training_outputs, render_run_card
 from ..image_utils import make_grid
 from ..losses.gan import GAN_LOSSES, LeCAM, adaptive_weight
 from ..losses.lpips import load_lpips
-from ..metrics import reconstruction_metrics
+from ..metrics import evaluating, reconstruction_metrics
 from ..models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from .arguments import ParsedArguments
 from .checkpointing import latest_checkpoint, remove_incomplete_checkpoints, save_checkpoint
@@ -374,14 +374,11 @@ class Trainer:
             return
         model = self.accelerator.unwrap_model(self.model)
         images = self._validation_images.to(self.accelerator.device)
-        was_training = model.training
-        model.eval()
-        with self.accelerator.autocast():
+        with evaluating(model), self.accelerator.autocast():
             rows = [images, model(images).reconstruction.float()]
             if hasattr(model, "sample"):
                 generator = torch.Generator(self.accelerator.device).manual_seed(self.args.seed)
                 rows.append(model.sample(len(images), generator=generator).float())
-        model.train(was_training)
         self._save_sample_grid(make_grid(torch.cat(rows), nrow=len(images), scale=max(1, 64 // self.resolution)))
 
     def _save_sample_grid(self, grid) -> None:
