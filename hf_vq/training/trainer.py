@@ -208,7 +208,7 @@ class Trainer:
 
     def _push(self) -> None:
         """Publish the final model (or a prior's pipeline), its card, sample grids and metrics; see
-        `hf_vq.hub.stage_training_outputs`."""
+        `hf_vq.hub.stage_training_outputs`. The card is the README.md `finish` just rendered."""
         args = self.args
         push_training_outputs(
             self.output_dir,
@@ -217,6 +217,7 @@ class Trainer:
             push_discriminator=args.push_discriminator,
             push_training_args=args.push_training_args,
             export_code=args.export_code,
+            model_card=(self.output_dir / "README.md").read_text(),
         )
 
     def _save_outputs(self, model) -> None:
