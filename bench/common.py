@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import resource
 import select
 import signal
@@ -316,6 +317,10 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
 def machine_info() -> dict[str, str]:
     """Facts a reader needs to compare a table with their own machine."""
     import torch
@@ -323,7 +328,7 @@ def machine_info() -> dict[str, str]:
     flags = cpu_flags()
     isa = ", ".join(flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags) or "-"
     return {
-        "date (UTC)": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date (UTC)": utc_now(),
         "CPU": f"{cpu_model()} ({isa})",
         "cores": f"{core_count()} usable (os.cpu_count() = {os.cpu_count()})",
         "torch threads": f"{torch.get_num_threads()} (set explicitly with torch.set_num_threads)",
@@ -374,6 +379,28 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# ----- the summary table -----
+
+SUMMARY_PATTERN = re.compile(r"<!-- summary: (.*?) -->")
+
+
+def summary_row(figure: str, result: str, goal: str | None = None, met: bool | None = None) -> dict:
+    """One line of the summary table at the top of BENCHMARKS.md: what was measured, the figure (against its peer),
+    the goal the issues set (None: none was set) and whether this run met it."""
+    return {"figure": figure, "result": result, "goal": goal, "met": met}
+
+
+def summary_comment(rows: Sequence[dict]) -> str:
+    """The section's summary rows as an HTML comment inside its block: invisible on the page, and kept with the
+    block, so that a section not re-measured in a run still feeds the summary with its own figures."""
+    return f"<!-- summary: {json.dumps(list(rows))} -->"
+
+
+def summary_rows(block: str) -> list[dict]:
+    """The rows `summary_comment` stored in a section's block (none in a block written before summaries existed)."""
+    return [row for match in SUMMARY_PATTERN.findall(block) for row in json.loads(match)]
 
 
 def format_bytes(num_bytes: float) -> str:

@@ -8,7 +8,8 @@ works (well under a minute) and prints the markdown instead of writing it, unles
 A section is a module of `bench/` with `TITLE`, `PRELOAD` (modules the runner imports before forking its measuring
 children, so that they do not pay the import) and `run(quick: bool, context: dict) -> str` (its markdown, which
 starts with `## TITLE`). `context["matmul"]` holds this run's float32 / bfloat16 matmul rates. Add one to
-`SECTIONS` below.
+`SECTIONS` below. The runner stamps each block with the date it was measured, and gathers the rows a section stores
+with `common.summary_comment` (its headline figures and goals) into the summary table at the top of the file.
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ import quality
 import quantizer
 import sampling
 import train_step
-from common import REPO_ROOT, load_average, machine_info, markdown_table, run_isolated, set_threads
+from common import (
+    REPO_ROOT,
+    load_average,
+    machine_info,
+    markdown_table,
+    run_isolated,
+    set_threads,
+    summary_rows,
+    utc_now,
+)
 
 SECTIONS = {"quantizer": quantizer, "training": train_step, "peers": peers, "quality": quality, "sampling": sampling}
 HEADER = """\
@@ -37,6 +47,7 @@ This machine is small and shared (2 CPU cores, other jobs running at the same ti
 run to run. Every figure is paired with a peer measured in the same process, interleaved call by call, and the ratio
 is the figure to read. **No GPU figures exist yet**: everything below is CPU, float32 unless stated."""
 SECTION_PATTERN = re.compile(r"<!-- section: (\w+) -->\n(.*?)\n<!-- /section: \1 -->", re.DOTALL)
+STAMP_PATTERN = re.compile(r"^\*Measured (.+?) UTC", re.MULTILINE)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,6 +90,30 @@ def machine_block(info: dict[str, str], matmul: dict, load_before: str, load_aft
     return title + "\n\n" + markdown_table(["", ""], rows)
 
 
+def stamp(block: str, date: str, seconds: float, quick: bool) -> str:
+    """The section's block with the date of this measurement under its title."""
+    title, _, body = block.partition("\n\n")
+    mode = " with `--quick` (small sizes: not figures to read)" if quick else ""
+    return f"{title}\n\n*Measured {date} UTC{mode}; the section took {seconds / 60:.1f} min.*\n\n{body}"
+
+
+def summary_block(blocks: dict[str, str]) -> str:
+    """The headline figure of every section, with its goal, in one table (sections in `SECTIONS` order)."""
+    rows = []
+    for name in SECTIONS:
+        if name not in blocks:
+            continue
+        dates = STAMP_PATTERN.findall(blocks[name])
+        for row in summary_rows(blocks[name]):
+            met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
+            rows.append([name, row["figure"], row["result"], row["goal"] or "-", met, dates[0] if dates else "-"])
+    return (
+        "## Summary\n\nThe headline figure of each section below, against the goal its issue set; the sections give "
+        "the setup, the spread of the runs and what was tried. Ratios come from peers measured in the same run.\n\n"
+        + markdown_table(["section", "figure", "result", "goal", "met", "measured (UTC)"], rows)
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     set_threads()
@@ -94,16 +129,18 @@ def main(argv: list[str] | None = None) -> None:
     blocks = {}
     for name in args.sections:
         section_started = time.perf_counter()
-        blocks[name] = SECTIONS[name].run(args.quick, context)
-        print(f"[run] section {name}: {time.perf_counter() - section_started:.0f} s", flush=True)
+        date = utc_now()
+        block = SECTIONS[name].run(args.quick, context)
+        seconds = time.perf_counter() - section_started
+        blocks[name] = stamp(block, date, seconds, args.quick)
+        print(f"[run] section {name}: {seconds:.0f} s", flush=True)
     info = machine_info()
     output = args.output if args.output is not None or args.quick else REPO_ROOT / "BENCHMARKS.md"
     kept = existing_sections(output) if output is not None else {}
-    parts = [HEADER, machine_block(info, matmul, load_before, load_average(), args.quick)]
-    for name in SECTIONS:
-        block = blocks.get(name, kept.get(name))
-        if block is not None:
-            parts.append(f"<!-- section: {name} -->\n{block}\n<!-- /section: {name} -->")
+    blocks = {name: blocks.get(name, kept.get(name)) for name in SECTIONS if name in blocks or name in kept}
+    parts = [HEADER, machine_block(info, matmul, load_before, load_average(), args.quick), summary_block(blocks)]
+    for name, block in blocks.items():
+        parts.append(f"<!-- section: {name} -->\n{block}\n<!-- /section: {name} -->")
     markdown = "\n\n".join(parts) + "\n"
     if output is None:
         print(markdown)

@@ -7,7 +7,7 @@ import itertools
 import sys
 
 import torch
-from common import REPO_ROOT, markdown_table, time_interleaved
+from common import REPO_ROOT, markdown_table, summary_comment, summary_row, time_interleaved
 
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -86,15 +86,25 @@ def stream_against_step(quick: bool) -> str:
     batch = args.train_batch_size
     stream_rate = stream_batches * batch / timings["stream"].median
     rows = [["data stream (decode, resize, batch)", timings["stream"].cell(), f"{stream_rate:,.0f}", "-"]]
+    rates = {}
     for name, label in (("step", "training step, before disc_start"), ("adversarial step", "training step, GAN on")):
-        rate = steps * batch / timings[name].median
-        rows.append([label, timings[name].cell(), f"{rate:,.0f}", f"{stream_rate / rate:.1f}x"])
+        rates[name] = steps * batch / timings[name].median
+        rows.append([label, timings[name].cell(), f"{rates[name]:,.0f}", f"{stream_rate / rates[name]:.1f}x"])
+    slowest = min(rates.values())
+    summary = summary_row(
+        "data stream against the demo's training step",
+        f"{stream_rate / slowest:.1f}x the step's rate ({stream_rate:,.0f} vs {slowest:,.0f} images/s)",
+        ">= 4x",
+        stream_rate >= 4 * slowest,
+    )
     return (
         f"Demo config (`{DEMO_RECIPE.relative_to(REPO_ROOT)}`: builtin digits at {args.resolution}x{args.resolution}, "
         f"batch {batch}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters). The stream is timed "
         f"over {stream_batches} batches from a fresh iterator, the step over {steps} steps (generator and "
         "discriminator, float32), interleaved. Goal: the stream at least 4x the step's rate.\n\n"
         + markdown_table(["what", "seconds, median (min-max)", "images/s", "stream / step"], rows)
+        + "\n\n"
+        + summary_comment([summary])
     )
 
 

@@ -196,7 +196,8 @@ class QuantizerConfigMixin(PreTrainedConfig):
         vq_codebook_dim (`int`, *optional*): a lower-dimensional codebook with linear projections in and out
             (LlamaGen: 8); smaller than `vq_embed_dim`.
         vq_kmeans_init (`bool`, defaults to `False`): k-means initialization from the first training batch.
-        vq_dead_code_threshold (`int`, *optional*): re-seed a code unused for this many training steps.
+        vq_dead_code_threshold (`int`, *optional*): re-seed a code unused for this many training steps; scale it with
+            K over the latents per step, so that a code used at the average rate is hit several times per window.
         fsq_levels (`list[int]`, *optional*): FSQ levels per channel, e.g. `[8, 5, 5, 5]`.
     """
 

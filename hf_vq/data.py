@@ -684,18 +684,24 @@ def image_dataloader(stream: RecordStream, batch_size: int, drop_last: bool = Tr
     )
 
 
-def photo_eval_crops(resolution: int, crops_per_photo: int, crop_size: int | None = None) -> torch.Tensor:
-    """Fixed crops of the held-out `builtin:photos` test photographs -> (N, 3, resolution, resolution) in [-1, 1].
+def photo_eval_crops(
+    resolution: int, crops_per_photo: int, crop_size: int | None = None, split: str = "test"
+) -> torch.Tensor:
+    """Fixed crops of the `builtin:photos` photographs of a split -> (N, 3, resolution, resolution) in [-1, 1].
 
     `crops_per_photo` squares of `crop_size` (default twice `resolution`, as in training) at seeded random
-    positions in each test photograph, resized to `resolution`; N = crops_per_photo * len(PHOTOS_TEST), photograph
-    by photograph. The same arguments always give the same tensor.
+    positions in each photograph of `split` (`"test"`: the held-out ones; `"train"`: fixed crops of the training
+    distribution), resized to `resolution`; N = crops_per_photo * photographs, photograph by photograph. The same
+    arguments always give the same tensor.
     """
     if resolution < 1 or crops_per_photo < 1:
         raise ValueError(f"`resolution` and `crops_per_photo` must be >= 1, got {resolution} and {crops_per_photo}")
+    photos = {"train": PHOTOS_TRAIN, "test": PHOTOS_TEST}
+    if split not in photos:
+        raise ValueError(f"builtin:photos has no split {split!r}; available: {list(photos)}")
     crop_size = 2 * resolution if crop_size is None else crop_size
     crops = []
-    for index, name in enumerate(PHOTOS_TEST):
+    for index, name in enumerate(photos[split]):
         photo = PILImage.fromarray(_photo_array(name))
         side = min(crop_size, photo.width, photo.height)
         rng = np.random.default_rng([SPLIT_SEED, index])

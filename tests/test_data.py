@@ -122,6 +122,23 @@ def test_photo_eval_crops_are_fixed_windows_of_the_held_out_photos():
     assert resized.shape == (6, 3, 8, 8) and resized.min() >= -1 and resized.max() <= 1
 
 
+def test_photo_eval_crops_of_the_training_photos():
+    import skimage.data
+
+    from hf_vq.data import PHOTOS_TRAIN
+
+    crops = photo_eval_crops(resolution=8, crops_per_photo=2, split="train")
+    assert crops.shape == (2 * len(PHOTOS_TRAIN), 3, 8, 8)
+    astronaut = skimage.data.astronaut()  # PHOTOS_TRAIN[0]: its crops come first
+    windows = np.lib.stride_tricks.sliding_window_view(astronaut, (8, 8, 3))[:, :, 0]
+    exact = photo_eval_crops(resolution=8, crops_per_photo=2, crop_size=8, split="train")
+    for crop in exact[:2]:
+        pixels = np.round((crop.permute(1, 2, 0).numpy() + 1) * 127.5).astype(np.uint8)
+        assert (windows == pixels).all(axis=(2, 3, 4)).any()
+    with pytest.raises(ValueError, match="no split 'validation'"):
+        photo_eval_crops(8, 1, split="validation")
+
+
 def test_photo_streams_yield_random_crops_not_the_whole_photo(photos):
     options = stream_defaults("builtin:photos")
     assert options["random_crop"] and options["repeat"] and stream_defaults("org/dataset") == {}

@@ -114,6 +114,26 @@ def test_dead_codes_are_revived_from_recent_latents():
     assert quantizer.steps_unused.max() <= 1  # counters restart with the new codes
 
 
+def test_restarts_seed_each_dead_code_from_a_different_latent_and_defer_the_rest():
+    # 12 far codes die at once but a step has only 4 latents: 4 are re-seeded, each from a different latent (a code
+    # seeded from an already used latent would duplicate it and lose every search), the other 8 wait for the next
+    # steps, lowest indices first.
+    codes = [[0.0, 0.0]] + [[100.0 + i, 100.0] for i in range(12)]
+    quantizer = quantizer_with_codes(codes, dead_code_threshold=2).train()
+    latents = grid([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    quantizer(latents)
+    quantizer(latents)  # the 12 far codes reach the threshold
+    quantizer(latents)
+    weight = quantizer.embedding.weight
+    vectors = latents[0].flatten(1).T  # (4, 2)
+    assert sorted(map(tuple, weight[1:5].tolist())) == sorted(map(tuple, vectors.tolist()))
+    assert weight[5:, 0].tolist() == [100.0 + i for i in range(4, 12)]  # not re-seeded yet
+    assert quantizer.steps_unused[5:].tolist() == [3] * 8  # still dead: first in line at the next step
+    quantizer(latents)
+    assert weight[5:9].abs().max() <= 1.0  # re-seeded among the latents
+    assert weight[9:, 0].tolist() == [108.0, 109.0, 110.0, 111.0]
+
+
 def test_dead_code_restart_with_a_learned_l2_codebook_keeps_backward_working():
     quantizer = VectorQuantizer(8, 4, use_l2_norm=True, dead_code_threshold=1).train()
     for _ in range(3):

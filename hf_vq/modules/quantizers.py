@@ -157,7 +157,10 @@ class VectorQuantizer(nn.Module):
         kmeans_init: initialize the codebook by k-means on the first training batch.
         kmeans_iters: Lloyd iterations of that k-means.
         dead_code_threshold: in training, a code unused for this many consecutive steps is re-seeded from a random
-            latent of the current batch. `None` disables restarts.
+            latent of the current batch (at most one code per latent and step). `None` disables restarts. Scale it
+            with K over the latents per step: a code used at the average rate is hit `threshold * N / K` times per
+            window, and should be hit several times (e.g. 20 steps for K = 1024 at 1,024 latents per step, ~100
+            for K = 16384).
         search_chunk_elements: memory bound of the nearest-code search (see `nearest_codes`).
     """
 
@@ -298,9 +301,14 @@ class VectorQuantizer(nn.Module):
             self.initialized.fill_(True)
         if self.dead_code_threshold is not None:
             dead = (self.steps_unused >= self.dead_code_threshold).nonzero().squeeze(1)
+            # Re-seed from distinct random latents of this batch (they are where the encoder is now), at most one
+            # code per latent: two codes seeded from the same latent are duplicates, and the search gives all of a
+            # duplicate's assignments to the lower index, so the other would be dead again at once. Codes beyond the
+            # batch's size stay dead and are re-seeded at the next steps; the first ones by index, so that every
+            # rank picks the same codes.
+            dead = dead[: z.shape[0]]
             if dead.numel():
-                # Re-seed from random latents of this batch: they are where the encoder is now.
-                picks = torch.randint(z.shape[0], (dead.numel(),), device=z.device)
+                picks = torch.randperm(z.shape[0], device=z.device)[: dead.numel()]
                 self._set_codes(dead, z[picks])
                 self.steps_unused[dead] = 0
 
