@@ -333,7 +333,7 @@ def machine_info() -> dict[str, str]:
         "cores": f"{core_count()} usable (os.cpu_count() = {os.cpu_count()})",
         "torch threads": f"{torch.get_num_threads()} (set explicitly with torch.set_num_threads)",
         "memory": f"{memory_total_gib():.1f} GiB",
-        "GPU": "none: every figure here is CPU (no GPU figures exist yet)",
+        "GPU": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
         "python": platform.python_version(),
         "torch": torch.__version__,
         "diffusers": package_version("diffusers"),

@@ -55,37 +55,40 @@ def _diffusers_model(resolution: int):
     )
 
 
-def build_step(variant: str, quick: bool):
+def build_step(variant: str, quick: bool, device: str = "cpu", sizes: dict | None = None):
     """The variant's training step (forward, L1 reconstruction + quantizer loss, backward, AdamW step) on fixed
-    images; every hf_vq variant starts from the diffusers model's weights (`VQGANModel.from_diffusers`)."""
+    images; every hf_vq variant starts from the diffusers model's weights (`VQGANModel.from_diffusers`). Variants
+    ending in `_bf16` run under bfloat16 autocast (both quantizers keep their own precision rules). On a GPU the step
+    waits for the device, so that wall-clock timing covers its work."""
     import hf_vq
 
-    sizes = QUICK if quick else FULL
+    sizes = sizes or (QUICK if quick else FULL)
     reference = _diffusers_model(sizes["resolution"]).train()
     images = torch.rand(sizes["batch"], 3, sizes["resolution"], sizes["resolution"],
                         generator=torch.Generator().manual_seed(1)) * 2 - 1  # fmt: skip
-    if variant == "diffusers":
-        model = reference
-    else:
-        model = hf_vq.VQGANModel.from_diffusers(reference).train()
+    is_diffusers = variant.startswith("diffusers")
+    model = reference if is_diffusers else hf_vq.VQGANModel.from_diffusers(reference).train()
+    model, images = model.to(device), images.to(device)
     if variant == "hf_vq_channels_last":
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=variant == "hf_vq_fused_adamw")
-    autocast = variant == "hf_vq_bf16"
+    autocast = variant.endswith("_bf16")
+    device_type = torch.device(device).type
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            if variant == "diffusers":
-                output = model(images)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            output = model(images)
+            if is_diffusers:
                 reconstruction, quantizer_loss = output.sample, output.commit_loss.mean()
             else:
-                output = model(images)
                 reconstruction, quantizer_loss = output.reconstruction, output.quantizer_loss
             loss = torch.nn.functional.l1_loss(reconstruction.float(), images) + quantizer_loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if device_type == "cuda":
+            torch.cuda.synchronize()
 
     return model, images, step
 

@@ -3,13 +3,15 @@
 Runs the chosen sections and writes BENCHMARKS.md: machine facts of this run, then one block per section between
 `<!-- section: NAME -->` markers. Sections not run this time keep their block from the existing file, with the date
 it was measured, so that a section can be re-measured alone. `--quick` uses small sizes to check that the runner
-works (well under a minute) and prints the markdown instead of writing it, unless `--output` is given.
+works (a few minutes) and prints the markdown instead of writing it, unless `--output` is given.
 
 A section is a module of `bench/` with `TITLE`, `PRELOAD` (modules the runner imports before forking its measuring
-children, so that they do not pay the import) and `run(quick: bool, context: dict) -> str` (its markdown, which
-starts with `## TITLE`). `context["matmul"]` holds this run's float32 / bfloat16 matmul rates. Add one to
-`SECTIONS` below. The runner stamps each block with the date it was measured, and gathers the rows a section stores
-with `common.summary_comment` (its headline figures and goals) into the summary table at the top of the file.
+children, so that they do not pay the import) and `run(quick: bool, context: dict) -> str | None` (its markdown,
+which starts with `## TITLE`). `context["matmul"]` holds this run's float32 / bfloat16 matmul rates. Add one to
+`SECTIONS` below. A section that cannot measure on this machine (`gpu` without a CUDA device) returns None: its
+block from the existing file stays, or its module's `PLACEHOLDER` is written. The runner stamps each block with the
+date it was measured, and gathers the rows a section stores with `common.summary_comment` (its headline figures and
+goals) into the summary table at the top of the file.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import gpu
 import peers
 import quality
 import quantizer
@@ -37,7 +40,11 @@ from common import (
     utc_now,
 )
 
-SECTIONS = {"quantizer": quantizer, "training": train_step, "peers": peers, "quality": quality, "sampling": sampling}
+# gpu last: it initializes CUDA in this process, after which no measuring child may be forked.
+SECTIONS = {
+    "quantizer": quantizer, "training": train_step, "peers": peers, "quality": quality, "sampling": sampling,
+    "gpu": gpu,
+}  # fmt: skip
 HEADER = """\
 # Benchmarks
 
@@ -45,7 +52,7 @@ Written by `make bench` (`python bench/run.py`); do not edit by hand: the next r
 
 This machine is small and shared (2 CPU cores, other jobs running at the same time), so absolute seconds vary from
 run to run. Every figure is paired with a peer measured in the same process, interleaved call by call, and the ratio
-is the figure to read. **No GPU figures exist yet**: everything below is CPU, float32 unless stated."""
+is the figure to read. Everything is CPU, float32 unless stated, except the `gpu` section."""
 SECTION_PATTERN = re.compile(r"<!-- section: (\w+) -->\n(.*?)\n<!-- /section: \1 -->", re.DOTALL)
 STAMP_PATTERN = re.compile(r"^\*Measured (.+?) UTC", re.MULTILINE)
 
@@ -90,6 +97,16 @@ def machine_block(info: dict[str, str], matmul: dict, load_before: str, load_aft
     return title + "\n\n" + markdown_table(["", ""], rows)
 
 
+def assemble(measured: dict[str, str], kept: dict[str, str]) -> dict[str, str]:
+    """The file's blocks in `SECTIONS` order: this run's, else the existing file's, else the section's placeholder."""
+    blocks = {}
+    for name, module in SECTIONS.items():
+        block = measured.get(name, kept.get(name, getattr(module, "PLACEHOLDER", None)))
+        if block is not None:
+            blocks[name] = block
+    return blocks
+
+
 def stamp(block: str, date: str, seconds: float, quick: bool) -> str:
     """The section's block with the date of this measurement under its title."""
     title, _, body = block.partition("\n\n")
@@ -132,12 +149,13 @@ def main(argv: list[str] | None = None) -> None:
         date = utc_now()
         block = SECTIONS[name].run(args.quick, context)
         seconds = time.perf_counter() - section_started
-        blocks[name] = stamp(block, date, seconds, args.quick)
+        if block is not None:
+            blocks[name] = stamp(block, date, seconds, args.quick)
         print(f"[run] section {name}: {seconds:.0f} s", flush=True)
     info = machine_info()
     output = args.output if args.output is not None or args.quick else REPO_ROOT / "BENCHMARKS.md"
     kept = existing_sections(output) if output is not None else {}
-    blocks = {name: blocks.get(name, kept.get(name)) for name in SECTIONS if name in blocks or name in kept}
+    blocks = assemble(blocks, kept)
     parts = [HEADER, machine_block(info, matmul, load_before, load_average(), args.quick), summary_block(blocks)]
     for name, block in blocks.items():
         parts.append(f"<!-- section: {name} -->\n{block}\n<!-- /section: {name} -->")

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -51,3 +52,16 @@ def test_summary_marks_goals_met_missed_and_absent(met, cell):
     rows = [summary_row("one figure", "result", None if met is None else "goal", met)]
     line = [line for line in run.summary_block({name: block("T", rows)}).splitlines() if "| one figure |" in line][0]
     assert line.split(" | ")[4] == cell
+
+
+def test_a_section_that_measured_nothing_keeps_its_old_block_or_gets_its_placeholder():
+    if not torch.cuda.is_available():  # CI and this project's machines: the section measures nothing
+        assert run.gpu.run(quick=True, context={}) is None
+    assert run.assemble({}, {})["gpu"] == run.gpu.PLACEHOLDER
+    assert "No GPU figures exist yet" in run.gpu.PLACEHOLDER
+    earlier = "## GPU\n\nMeasured on an H100."
+    assert run.assemble({}, {"gpu": earlier})["gpu"] == earlier
+    blocks = run.assemble({"peers": "## new"}, {"peers": "## old", "quality": "## kept"})
+    assert blocks == {"peers": "## new", "quality": "## kept", "gpu": run.gpu.PLACEHOLDER}
+    assert list(run.assemble({"gpu": "g", "quantizer": "q"}, {})) == ["quantizer", "gpu"]
+    assert "| gpu | GPU training step" in run.summary_block({"gpu": run.gpu.PLACEHOLDER})
