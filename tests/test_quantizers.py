@@ -156,6 +156,22 @@ def test_kmeans_init_from_the_first_training_batch():
     assert out.usage.item() == 1.0
 
 
+def test_codes_kmeans_leaves_unchosen_are_restarted_from_the_next_batches():
+    # 12 codes but 4 latents in the first batch: k-means can place only 4 codes, the other 8 repeat seeds. They are
+    # dead at once (not after the 50-step threshold) and re-seeded from the next batches, at most 4 per step.
+    quantizer = VectorQuantizer(12, 2, kmeans_init=True, dead_code_threshold=50).train()
+    quantizer(grid([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]))
+    assert (quantizer.steps_unused == 50).sum() == 8  # the next search will find them dead
+    second = grid([[2.0, 2.0], [2.0, -2.0], [-2.0, 2.0], [-2.0, -2.0]])
+    quantizer(second)
+    assert (quantizer.steps_unused >= 50).sum() == 4
+    placed = {tuple(code) for code in quantizer.embedding.weight.tolist()}
+    assert {tuple(v) for v in second[0].flatten(1).T.tolist()} <= placed  # re-seeded from the second batch
+    quantizer(grid([[3.0, 0.0], [0.0, 3.0], [-3.0, 0.0], [0.0, -3.0]]))
+    assert (quantizer.steps_unused >= 50).sum() == 0
+    assert len({tuple(code) for code in quantizer.embedding.weight.tolist()}) == 12  # no duplicates left
+
+
 def test_chunked_search_equals_brute_force():
     generator = torch.Generator().manual_seed(0)
     vectors, codebook = torch.randn(1000, 16, generator=generator), torch.randn(300, 16, generator=generator)

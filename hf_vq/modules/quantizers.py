@@ -154,7 +154,8 @@ class VectorQuantizer(nn.Module):
             LlamaGen; it keeps codes on the sphere where the encoder outputs are.
         codebook_dim: search a codebook of this lower dimension, with learned linear projections in and out
             (ViT-VQGAN's factorized codes; LlamaGen uses 8). `None` searches in `embedding_dim`.
-        kmeans_init: initialize the codebook by k-means on the first training batch.
+        kmeans_init: initialize the codebook by k-means on the first training batch (with restarts, codes no latent
+            of that batch chooses are restarted from the next batches).
         kmeans_iters: Lloyd iterations of that k-means.
         dead_code_threshold: in training, a code unused for this many consecutive steps is re-seeded from a random
             latent of the current batch (at most one code per latent and step). `None` disables restarts. Scale it
@@ -299,6 +300,16 @@ class VectorQuantizer(nn.Module):
         if not bool(self.initialized):
             self._set_codes(torch.arange(self.num_embeddings, device=z.device), self._kmeans(z))
             self.initialized.fill_(True)
+            if self.dead_code_threshold is not None:
+                # Codes that no latent of the batch chooses (all but at most N of them when the batch has fewer
+                # latents N than codes K: their seeds repeat) are dead from the start, re-seeded from the next
+                # batches rather than after a whole threshold of steps. Counted against the codebook every rank now
+                # holds and summed over processes, so that every rank marks the same codes.
+                chosen = nearest_codes(z, self.codebook(), self.search_chunk_elements)
+                counts = torch.bincount(chosen, minlength=self.num_embeddings)
+                if _distributed():
+                    dist.all_reduce(counts)
+                self.steps_unused[counts == 0] = self.dead_code_threshold - 1
         if self.dead_code_threshold is not None:
             dead = (self.steps_unused >= self.dead_code_threshold).nonzero().squeeze(1)
             # Re-seed from distinct random latents of this batch (they are where the encoder is now), at most one
