@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from diffusers import VQModel
@@ -248,3 +250,28 @@ def test_from_taming_rejects_layouts_diffusers_cannot_express(overrides, field):
     taming = dict(ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[], resolution=16, z_channels=8)
     with pytest.raises(ValueError, match=field):
         hf_vq.VQGANConfig.from_taming(**{**taming, **overrides}, n_embed=16, embed_dim=4)
+
+
+def test_group_norms_normalize_in_float32_under_bf16_autocast(images):
+    from hf_vq.modules.backbone import Float32GroupNorm
+
+    model = vqgan().train()
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.GroupNorm)]
+    assert norms and all(type(norm) is Float32GroupNorm for norm in norms)  # encoder, decoder, attention
+    norm = norms[0]
+    plain = torch.nn.GroupNorm(norm.num_groups, norm.num_channels, eps=norm.eps)
+    with torch.no_grad():
+        norm.weight.normal_(), norm.bias.normal_()
+    plain.load_state_dict(norm.state_dict())  # the same keys
+    x = torch.randn(2, norm.num_channels, 4, 4)
+    assert torch.equal(norm(x), plain(x))  # float32: exactly nn.GroupNorm
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = norm(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, plain(x.bfloat16().float()).bfloat16())  # normalized in float32, rounded once
+    bf16_norm = copy.deepcopy(norm).to(torch.bfloat16)
+    assert bf16_norm(x.bfloat16()).dtype == torch.bfloat16  # a bf16 model without autocast works too
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(images)
+    (output.reconstruction.float().square().mean() + output.quantizer_loss).backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.encoder.parameters())
