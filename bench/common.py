@@ -4,9 +4,10 @@ The machine that runs these benchmarks is small and shared (2 CPU cores, other j
 from run to run. Every figure is therefore paired with a peer measured in the same process, interleaved round by round
 (`time_interleaved`), and the tables report ratios as well as seconds.
 
-Measurements run in child processes (`run_isolated`), forked from the runner on Linux. Where there is no fork, this
-file is the worker's entry point: `python bench/common.py module:function '{json kwargs}'` prints the JSON result
-on a line starting with `RESULT_PREFIX`.
+Measurements run in child processes (`run_isolated`), forked on Linux by a fork server that the runner starts
+before it computes anything (`start_fork_server`). Where there is no fork, this file is the worker's entry point:
+`python bench/common.py module:function '{json kwargs}'` prints the JSON result on a line starting with
+`RESULT_PREFIX`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import datetime
 import gc
 import importlib
 import json
+import multiprocessing
 import os
 import platform
 import re
 import resource
-import select
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,6 +29,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -217,46 +218,60 @@ def call_target(target: str, kwargs: dict) -> dict:
     return getattr(importlib.import_module(module_name), function_name)(**kwargs)
 
 
+def start_fork_server(modules: Sequence[str]) -> None:
+    """Start the process that forks every measuring child, with `modules` imported: call before any computation.
+
+    The server is a fresh interpreter that imports and never computes, so a child forked from it starts with torch
+    (and the preloaded modules) imported, ~5 s that a new interpreter would pay per measurement, with none of an
+    earlier measurement's allocations, and with no OpenMP thread pool: GNU OpenMP's pool does not survive a fork, and
+    a child forked from a process that has computed can hang at its first parallel region (seen: a training run
+    stuck at its first step, forked from the runner after the peers section's in-process timings).
+    """
+    if not hasattr(os, "fork"):
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["common", *modules])
+    forkserver.ensure_running()
+
+
+def _child_main(target: str, kwargs: dict, connection) -> None:
+    """A measuring child's body: the result or the traceback, sent to the parent through `connection`."""
+    set_threads()  # as in the runner: a fork server's child does not inherit the runner's setting
+    try:
+        message = {"result": call_target(target, kwargs)}
+    except BaseException:  # noqa: B036 - reported to the parent, whatever it is
+        message = {"error": traceback.format_exc()}
+    connection.send(json.dumps(message))
+    connection.close()
+
+
 def run_isolated(target: str, timeout_s: float = 900, **kwargs) -> dict:
     """Run `module:function(**kwargs)` (a module of `bench/`) in a child process and return its JSON-able result.
 
-    On Linux the child is forked from the runner: it starts with torch, transformers and diffusers imported (~5 s
-    that a new interpreter would pay per measurement) and with none of an earlier measurement's allocations or
-    threads, because the runner itself only imports and never computes. Elsewhere it is a new interpreter.
+    On Linux the child is forked by the fork server (`start_fork_server`; started here with nothing preloaded if
+    the runner has not started it). Elsewhere it is a new interpreter.
     """
     if not hasattr(os, "fork"):
         return _run_in_new_interpreter(target, kwargs, timeout_s)
     sys.stdout.flush()
     sys.stderr.flush()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        os.close(read_fd)
-        code = 0
-        try:
-            payload = json.dumps({"result": call_target(target, kwargs)})
-        except BaseException:  # noqa: B036 - reported to the parent, whatever it is
-            payload, code = json.dumps({"error": traceback.format_exc()}), 1
-        with os.fdopen(write_fd, "w") as pipe:
-            pipe.write(payload)
-        os._exit(code)
-    os.close(write_fd)
-    chunks, deadline = [], time.monotonic() + timeout_s
-    with os.fdopen(read_fd, "rb") as pipe:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([pipe], [], [], remaining)[0]:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise TimeoutError(f"benchmark worker {target}({kwargs}) ran past {timeout_s} s")
-            data = os.read(pipe.fileno(), 1 << 16)
-            if not data:
-                break
-            chunks.append(data)
-    _, status = os.waitpid(pid, 0)
-    message = json.loads(b"".join(chunks) or b"{}")
+    context = multiprocessing.get_context("forkserver")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(target, kwargs, sender), daemon=True)
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout_s):
+            process.kill()
+            raise TimeoutError(f"benchmark worker {target}({kwargs}) ran past {timeout_s} s")
+        message = json.loads(receiver.recv())
+    except EOFError:  # the child died without a word
+        message = {}
+    finally:
+        process.join()
+        receiver.close()
     if "result" not in message:
-        detail = message.get("error", f"no result (wait status {status})")
+        detail = message.get("error", f"no result (exit code {process.exitcode})")
         raise RuntimeError(f"benchmark worker {target}({kwargs}) failed:\n{detail}")
     return message["result"]
 

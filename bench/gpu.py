@@ -2,8 +2,8 @@
 architecture and weights) at 256x256 under bfloat16 autocast on a CUDA device: images/s, peak memory and MFU.
 
 On a machine without a GPU `run` measures nothing and returns None: the runner keeps the block of an earlier GPU
-run, or writes `PLACEHOLDER`, which says that no GPU figures exist yet. Everything runs in this process (a child
-forked after CUDA is initialized cannot use it); the section comes last in the runner, after every fork.
+run, or writes `PLACEHOLDER`, which says that no GPU figures exist yet. Everything runs in the runner's process
+(CUDA memory peaks are per process anyway); the section comes last in the runner.
 """
 
 from __future__ import annotations

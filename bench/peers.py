@@ -212,8 +212,7 @@ def precision_quality(quick: bool) -> tuple[str, dict]:
 
 
 def run(quick: bool, context: dict) -> str:
-    # Everything that runs in a child process first: a fork after this process has run torch ops (and started its
-    # OpenMP threads) can hang the child in GNU OpenMP. Then the interleaved timings here.
+    # The child processes first, then the interleaved timings here, so that no child competes with them.
     memory = {variant: run_isolated("peers:step_peak_memory", variant=variant, quick=quick) for variant in VARIANTS}
     flops = run_isolated("peers:step_flops", quick=quick)["flops"]
     quality, gaps = precision_quality(quick)
@@ -236,7 +235,7 @@ def run(quick: bool, context: dict) -> str:
         ),  # fmt: skip
         summary_row(
             "bf16 held-out PSNR against float32 at equal steps (demo recipe)",
-            f"{gaps['mean_gap']:+.2f} dB mean over {len(gaps['gaps'])} seeds "
+            f"{gaps['mean_gap']:+.2f} dB mean over {len(gaps['gaps'])} seed(s) "
             f"({', '.join(f'{gap:+.2f}' for gap in gaps['gaps'])})",
             "within 0.2 dB",
             abs(gaps["mean_gap"]) <= 0.2,

@@ -511,7 +511,7 @@ diffusers' `VectorQuantizer`.
   (`/proc/stat` busy time minus this process's), in cores: at 0 the figures are the machine's; above ~0.3 our two
   OpenMP threads share cores with someone else, and code with many short parallel regions (small chunks) suffers
   far more than its share, since a descheduled thread holds the other at every barrier.
-- **Peak memory**: each method runs in its own child process (forked from the runner, which imports but never
+- **Peak memory**: each method runs in its own child process (forked from a server process that imports but never
   computes, so the child holds no earlier measurement's memory). After the inputs exist and one warm-up call has
   run, glibc's free memory is returned to the kernel (`malloc_trim(0)`, else reused blocks would not show), the
   kernel's resident-set high-water mark is reset (`echo 5 > /proc/self/clear_refs`), the method runs once, and the

@@ -5,8 +5,8 @@ Runs the chosen sections and writes BENCHMARKS.md: machine facts of this run, th
 it was measured, so that a section can be re-measured alone. `--quick` uses small sizes to check that the runner
 works (a few minutes) and prints the markdown instead of writing it, unless `--output` is given.
 
-A section is a module of `bench/` with `TITLE`, `PRELOAD` (modules the runner imports before forking its measuring
-children, so that they do not pay the import) and `run(quick: bool, context: dict) -> str | None` (its markdown,
+A section is a module of `bench/` with `TITLE`, `PRELOAD` (modules the fork server of the measuring children
+imports once, so that they do not pay the import) and `run(quick: bool, context: dict) -> str | None` (its markdown,
 which starts with `## TITLE`). `context["matmul"]` holds this run's float32 / bfloat16 matmul rates. Add one to
 `SECTIONS` below. A section that cannot measure on this machine (`gpu` without a CUDA device) returns None: its
 block from the existing file stays, or its module's `PLACEHOLDER` is written. The runner stamps each block with the
@@ -36,11 +36,12 @@ from common import (
     markdown_table,
     run_isolated,
     set_threads,
+    start_fork_server,
     summary_rows,
     utc_now,
 )
 
-# gpu last: it initializes CUDA in this process, after which no measuring child may be forked.
+# gpu last: it initializes CUDA in the runner's process (its measurements run there, not in forked children).
 SECTIONS = {
     "quantizer": quantizer, "training": train_step, "peers": peers, "quality": quality, "sampling": sampling,
     "gpu": gpu,
@@ -63,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sections",
         nargs="+",
         choices=sorted(SECTIONS),
-        default=sorted(SECTIONS),
+        default=list(SECTIONS),
         help="sections to run (default: all)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: checks that the runner works")
@@ -134,9 +135,10 @@ def summary_block(blocks: dict[str, str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     set_threads()
-    for name in args.sections:
-        for module in SECTIONS[name].PRELOAD:
-            importlib.import_module(module)
+    preload = [module for name in args.sections for module in (SECTIONS[name].__name__, *SECTIONS[name].PRELOAD)]
+    for module in preload:
+        importlib.import_module(module)
+    start_fork_server(preload)  # before anything computes: see common.start_fork_server
     started = time.perf_counter()
     load_before = load_average()
     size = 1024 if args.quick else 4096
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     matmul = run_isolated("common:matmul_rates", size=size)
     context = {"matmul": matmul}
     blocks = {}
-    for name in args.sections:
+    for name in [name for name in SECTIONS if name in args.sections]:  # SECTIONS' order whatever the command's
         section_started = time.perf_counter()
         date = utc_now()
         block = SECTIONS[name].run(args.quick, context)

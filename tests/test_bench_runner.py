@@ -65,3 +65,9 @@ def test_a_section_that_measured_nothing_keeps_its_old_block_or_gets_its_placeho
     assert blocks == {"peers": "## new", "quality": "## kept", "gpu": run.gpu.PLACEHOLDER}
     assert list(run.assemble({"gpu": "g", "quantizer": "q"}, {})) == ["quantizer", "gpu"]
     assert "| gpu | GPU training step" in run.summary_block({"gpu": run.gpu.PLACEHOLDER})
+
+
+def test_sections_run_in_declared_order_with_gpu_last():
+    # gpu initializes CUDA in the runner's process; every section that forks measuring children must come before.
+    assert list(run.SECTIONS)[-1] == "gpu"
+    assert run.parse_args([]).sections == list(run.SECTIONS)
