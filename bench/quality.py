@@ -53,7 +53,7 @@ def train(quantizer: str, codes: int, steps: int, eval_crops: int, output_dir: s
     """Run in a fresh process: one training run through `training/train_vqgan.py`'s loop; its held-out metrics, and
     the codebook usage over fixed crops of the training photographs."""
     import hf_vq
-    from hf_vq.data import PHOTOS_TRAIN, photo_eval_crops
+    from hf_vq.data import load_eval_images
     from hf_vq.metrics import codebook_statistics
     from hf_vq.training import main
 
@@ -72,7 +72,7 @@ def train(quantizer: str, codes: int, steps: int, eval_crops: int, output_dir: s
     ])  # fmt: skip
     result = {key: metrics[f"eval_{key}"] for key in ("psnr", "codebook_usage", "codebook_perplexity", "num_images")}
     model = hf_vq.VQGANModel.from_pretrained(run / "model")
-    crops = photo_eval_crops(MODEL["sample_size"], -(-eval_crops // len(PHOTOS_TRAIN)), split="train")[:eval_crops]
+    crops = load_eval_images("builtin:photos", "train", MODEL["sample_size"], limit=eval_crops)
     result["train_usage"] = codebook_statistics(model, crops, batch_size=256)["codebook_usage"]
     return result
 

@@ -79,6 +79,7 @@ PHOTOS_TRAIN = (
     "china",
 )
 PHOTOS_TEST = ("chelsea", "coffee", "flower")
+PHOTOS_SPLITS = {"train": PHOTOS_TRAIN, "test": PHOTOS_TEST}
 
 SKIP_REASONS = ("undecodable", "tiny", "missing")
 SKIP_LOG_EVERY = 1000  # after the first skip of each reason, a summary every this many skips
@@ -135,7 +136,7 @@ def _load_photos() -> DatasetDict:
             images.append({"bytes": buffer.getvalue(), "path": None})
         return Dataset.from_dict({"image": images, "name": list(names)}, features=features)
 
-    return DatasetDict(train=split(PHOTOS_TRAIN), test=split(PHOTOS_TEST))
+    return DatasetDict({name: split(names) for name, names in PHOTOS_SPLITS.items()})
 
 
 BUILTIN_DATASETS: dict[str, Callable[[], DatasetDict]] = {"digits": _load_digits, "photos": _load_photos}
@@ -684,6 +685,12 @@ def image_dataloader(stream: RecordStream, batch_size: int, drop_last: bool = Tr
     )
 
 
+def _photo_split(split: str) -> tuple[str, ...]:
+    if split not in PHOTOS_SPLITS:
+        raise ValueError(f"builtin:photos has no split {split!r}; available: {list(PHOTOS_SPLITS)}")
+    return PHOTOS_SPLITS[split]
+
+
 def photo_eval_crops(
     resolution: int, crops_per_photo: int, crop_size: int | None = None, split: str = "test"
 ) -> torch.Tensor:
@@ -696,12 +703,9 @@ def photo_eval_crops(
     """
     if resolution < 1 or crops_per_photo < 1:
         raise ValueError(f"`resolution` and `crops_per_photo` must be >= 1, got {resolution} and {crops_per_photo}")
-    photos = {"train": PHOTOS_TRAIN, "test": PHOTOS_TEST}
-    if split not in photos:
-        raise ValueError(f"builtin:photos has no split {split!r}; available: {list(photos)}")
     crop_size = 2 * resolution if crop_size is None else crop_size
     crops = []
-    for index, name in enumerate(photos[split]):
+    for index, name in enumerate(_photo_split(split)):
         photo = PILImage.fromarray(_photo_array(name))
         side = min(crop_size, photo.width, photo.height)
         rng = np.random.default_rng([SPLIT_SEED, index])
@@ -722,9 +726,10 @@ def load_eval_images(
     dataset_config: str | None = None,
 ) -> torch.Tensor:
     """Up to `limit` held-out images of a source, (N, C, R, R) in [-1, 1], always the same ones: the first records
-    of the split in order (no shuffling), or for `builtin:photos` fixed crops of its held-out photographs."""
+    of the split in order (no shuffling), or for `builtin:photos` fixed crops of the split's photographs."""
     if source == f"{BUILTIN_PREFIX}photos":
-        crops = photo_eval_crops(resolution, crops_per_photo=-(-limit // len(PHOTOS_TEST)))[:limit]
+        crops_per_photo = -(-limit // len(_photo_split(split)))
+        crops = photo_eval_crops(resolution, crops_per_photo, split=split)[:limit]
         if num_channels == 1:  # PIL's L conversion (ITU-R 601 luma), linear so it holds in [-1, 1] units too
             crops = (crops * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
         return crops

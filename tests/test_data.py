@@ -12,6 +12,7 @@ from hf_vq.data import (
     images_to_tensor,
     is_builtin,
     load_builtin,
+    load_eval_images,
     photo_eval_crops,
     stream_defaults,
 )
@@ -125,8 +126,6 @@ def test_photo_eval_crops_are_fixed_windows_of_the_held_out_photos():
 def test_photo_eval_crops_of_the_training_photos():
     import skimage.data
 
-    from hf_vq.data import PHOTOS_TRAIN
-
     crops = photo_eval_crops(resolution=8, crops_per_photo=2, split="train")
     assert crops.shape == (2 * len(PHOTOS_TRAIN), 3, 8, 8)
     astronaut = skimage.data.astronaut()  # PHOTOS_TRAIN[0]: its crops come first
@@ -137,6 +136,11 @@ def test_photo_eval_crops_of_the_training_photos():
         assert (windows == pixels).all(axis=(2, 3, 4)).any()
     with pytest.raises(ValueError, match="no split 'validation'"):
         photo_eval_crops(8, 1, split="validation")
+    # the loader the trainer and scripts use takes the split too: 2 crops per training photo, then cut to the limit
+    loaded = load_eval_images("builtin:photos", "train", 8, limit=len(PHOTOS_TRAIN) + 1)
+    assert torch.equal(loaded, crops[: len(PHOTOS_TRAIN) + 1])
+    with pytest.raises(ValueError, match="no split 'validation'"):
+        load_eval_images("builtin:photos", "validation", 8)
 
 
 def test_photo_streams_yield_random_crops_not_the_whole_photo(photos):
