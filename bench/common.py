@@ -356,10 +356,12 @@ def machine_info() -> dict[str, str]:
     }
 
 
-def matmul_rates(size: int = 4096, repeats: int = 5) -> dict:
-    """float32 and bfloat16 GFLOP/s of a `size`^3 matmul (2 size^3 flops): median and best of `repeats` runs.
+def matmul_rates(
+    size: int = 4096, repeats: int = 5, device: str = "cpu", dtypes: Sequence[str] = ("float32", "bfloat16")
+) -> dict:
+    """GFLOP/s of a `size`^3 matmul (2 size^3 flops) per dtype on `device`: median and best of `repeats` runs.
 
-    After a warm-up; the two dtypes are interleaved like every comparison here.
+    After a warm-up; the dtypes are interleaved like every comparison here. On a GPU every call waits for the device.
     """
     import torch
 
@@ -367,12 +369,17 @@ def matmul_rates(size: int = 4096, repeats: int = 5) -> dict:
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=generator)
     b = torch.randn(size, size, generator=generator)
-    operands = {
-        name: (a.to(dtype), b.to(dtype)) for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
-    }
-    outs = {name: torch.empty(size, size, dtype=x.dtype) for name, (x, _) in operands.items()}
+    operands = {name: (a.to(device, getattr(torch, name)), b.to(device, getattr(torch, name))) for name in dtypes}
+    outs = {name: torch.empty_like(x) for name, (x, _) in operands.items()}
+    cuda = torch.device(device).type == "cuda"
+
+    def matmul(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> None:
+        torch.mm(x, y, out=out)
+        if cuda:
+            torch.cuda.synchronize()
+
     timings = time_interleaved(
-        {name: (lambda x=x, y=y, o=outs[name]: torch.mm(x, y, out=o)) for name, (x, y) in operands.items()}, repeats
+        {name: (lambda x=x, y=y, o=outs[name]: matmul(x, y, o)) for name, (x, y) in operands.items()}, repeats
     )
     flops = 2 * size**3
     return {

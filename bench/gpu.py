@@ -11,7 +11,15 @@ from __future__ import annotations
 import sys
 
 import torch
-from common import REPO_ROOT, format_bytes, markdown_table, summary_comment, summary_row, time_interleaved
+from common import (
+    REPO_ROOT,
+    format_bytes,
+    markdown_table,
+    matmul_rates,
+    summary_comment,
+    summary_row,
+    time_interleaved,
+)
 
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -32,22 +40,6 @@ PLACEHOLDER = (
     "device's measured bfloat16 matmul rate.\n\n"
     + summary_comment([summary_row("GPU training step at 256x256, bf16, against diffusers", "no GPU figures yet")])
 )
-
-
-def matmul_tflops(device: str, size: int, repeats: int = 5) -> float:
-    """The best bfloat16 TFLOP/s of a `size`^3 matmul on `device` (after a warm-up): the practical peak for MFU."""
-    generator = torch.Generator(device).manual_seed(0)
-    a = torch.randn(size, size, generator=generator, device=device, dtype=torch.bfloat16)
-    b = torch.randn(size, size, generator=generator, device=device, dtype=torch.bfloat16)
-    out = torch.empty_like(a)
-
-    def matmul() -> None:
-        torch.mm(a, b, out=out)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    timing = time_interleaved({"matmul": matmul}, repeats=repeats)["matmul"]
-    return 2 * size**3 / timing.min / 1e12
 
 
 def peak_memory(device: str, step) -> int | None:
@@ -82,7 +74,8 @@ def measure(device: str, quick: bool) -> str:
         repeats=2 if quick else 5,
     )
     matmul_size = 1024 if quick else MATMUL_SIZE
-    peak = matmul_tflops(device, matmul_size)
+    # the best bf16 matmul on this device: the practical peak for MFU
+    peak = matmul_rates(matmul_size, device=device, dtypes=("bfloat16",))["bfloat16"]["max_gflops"] / 1e3
     seconds = {variant: timing.median / STEPS_PER_RUN for variant, timing in timings.items()}
     rows = []
     for variant, label in VARIANTS.items():
