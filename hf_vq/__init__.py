@@ -6,7 +6,6 @@ Importing the package registers every config and model with transformers' Auto c
 import transformers
 from transformers import AutoConfig
 
-from .configuration_utils import ConvAutoencoderConfig
 from .models import (
     AUTO_CLASSES,
     MODEL_CLASSES,
@@ -28,6 +27,7 @@ from .models import (
 from .modules import FSQ, DiagonalGaussian, QuantizerOutput, VectorQuantizer
 from .modules.vq_autoencoder import VQAutoencoderOutput
 from .pipelines import VQImageGenerationPipeline
+from .utils.configuration_utils import ConvAutoencoderConfig
 
 __version__ = "0.1.0"
 

@@ -58,7 +58,7 @@ from datasets import (
 from datasets.distributed import split_dataset_by_node
 from PIL import Image as PILImage
 
-from .image_utils import convert_image_mode, preprocess_image
+from .utils.image_utils import convert_image_mode, preprocess_image
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, get_tok
 from transformers import PretrainedConfig, PreTrainedModel
 
 from . import remote_code
-from .configuration_utils import latent_side
 from .modeling_utils import PICKLE_WEIGHT_SUFFIXES, pickled_weight_files
 from .models import MODEL_CLASSES
+from .utils.configuration_utils import latent_side
 
 CARD_PARTS = ("macros.md", "header.md", "{body}.md", "footer.md")
 # model_type -> (family template, tags, pipeline tag, (task type, task name) of its evaluation results)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from .metrics import evaluating
 from .modules.distributions import DiagonalGaussian
+from .utils.torch_utils import evaluating
 
 # Below this sine of the angle between two latents, they are treated as parallel or opposite.
 PARALLEL_SINE = 1e-6

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +17,7 @@ from .losses.lpips import LPIPS, load_lpips
 from .models.vae import VAEModel
 from .modules.distributions import DiagonalGaussian
 from .modules.quantizers import code_statistics
+from .utils.torch_utils import evaluating, module_device
 
 ImageSet = torch.Tensor | Iterable[torch.Tensor] | Iterable[dict[str, torch.Tensor]]
 
@@ -137,21 +137,6 @@ def codebook_perplexity(indices: torch.Tensor, num_embeddings: int) -> float:
     return code_statistics(code_histogram(indices, num_embeddings))[0].item()
 
 
-@contextmanager
-def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """`model` in eval mode for the block, then back in the mode it was in."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _check_vq_model(model: torch.nn.Module, what: str) -> None:
     if not hasattr(model, "encode_indices"):
         raise ValueError(f"{what} takes a VQ model (with encode_indices); got {type(model).__name__}")
@@ -166,7 +151,7 @@ def codebook_statistics(model: torch.nn.Module, images: ImageSet, batch_size: in
     counts = torch.zeros(num_codes, dtype=torch.long)
     with evaluating(model):
         for batch in image_batches(images, batch_size):
-            counts += code_histogram(model.encode_indices(batch.to(_device(model))).cpu(), num_codes)
+            counts += code_histogram(model.encode_indices(batch.to(module_device(model))).cpu(), num_codes)
     perplexity, usage = code_statistics(counts)
     return {
         "codebook_usage": usage.item(),
@@ -189,7 +174,7 @@ def reconstruction_metrics(
     counts, count = None, 0
     with evaluating(model):
         for batch in image_batches(images, batch_size):
-            batch = batch.to(_device(model))
+            batch = batch.to(module_device(model))
             output = model(batch)
             count += len(batch)
             scores["psnr"].append(psnr(output.reconstruction, batch).cpu())
@@ -234,7 +219,7 @@ def latent_statistics(
     count = 0
     with evaluating(model):
         for batch in image_batches(images, batch_size):
-            mean, posterior = _posterior_mean(model, batch.to(_device(model)))
+            mean, posterior = _posterior_mean(model, batch.to(module_device(model)))
             mean = mean.double().cpu()  # (B, C, h, w)
             first = mean.sum(0) if first is None else first + mean.sum(0)
             second = mean.pow(2).sum(0) if second is None else second + mean.pow(2).sum(0)
@@ -355,7 +340,7 @@ def bits_per_dim(
     reconstructions, prior_nats = [], []
     with evaluating(model):
         for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].to(_device(model))
+            batch = images[start : start + batch_size].to(module_device(model))
             indices = model.encode_indices(batch)
             reconstructions.append(model.decode_indices(indices).float().cpu())
             if isinstance(prior, str):
@@ -388,7 +373,7 @@ def _vae_bits_per_dim(
 ) -> dict[str, float]:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"`num_samples` must be a positive integer, got {num_samples!r}")
-    device = _device(model)
+    device = module_device(model)
     with evaluating(model):
         if decoder_scale is None:  # fitted to the reconstructions from the posterior means
             means = [
@@ -485,5 +470,5 @@ def rfid(
     with evaluating(model):
         for batch in image_batches(images, batch_size):
             originals.append(batch.cpu())
-            reconstructions.append(model(batch.to(_device(model))).reconstruction.clamp(-1, 1).float().cpu())
+            reconstructions.append(model(batch.to(module_device(model))).reconstruction.clamp(-1, 1).float().cpu())
     return fid(torch.cat(originals), torch.cat(reconstructions), extractor, batch_size)

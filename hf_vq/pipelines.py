@@ -21,8 +21,8 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
 from . import remote_code
 from .hub import PIPELINE_PARTS, check_no_token, render_pipeline_card, upload_to_hub
-from .image_utils import to_pil_images
 from .models.prior import VQPriorForCausalLM
+from .utils.image_utils import to_pil_images
 
 PIPELINE_CONFIG_NAME = "pipeline_config.json"
 VQ_MODEL_FOLDER, PRIOR_FOLDER = PIPELINE_PARTS

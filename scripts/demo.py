@@ -26,11 +26,11 @@ from transformers import AutoModel
 from hf_vq import VQImageGenerationPipeline
 from hf_vq.data import load_eval_examples
 from hf_vq.hub import render_pipeline_card
-from hf_vq.image_utils import make_grid
 from hf_vq.latents import interpolate
 from hf_vq.metrics import bits_per_dim, reconstruction_metrics
 from hf_vq.training import encode_dataset
 from hf_vq.training import main as train
+from hf_vq.utils.image_utils import make_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "training" / "configs"

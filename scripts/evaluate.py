@@ -25,11 +25,11 @@ from transformers import AutoModel, AutoModelForCausalLM
 
 import hf_vq  # noqa: F401  (registers the model types)
 from hf_vq.data import load_eval_examples, load_eval_images
-from hf_vq.image_utils import make_grid
 from hf_vq.inception import load_inception
 from hf_vq.losses.lpips import load_lpips
 from hf_vq.metrics import bits_per_dim, latent_statistics, reconstruction_metrics, rfid
 from hf_vq.models.vae import VAEModel
+from hf_vq.utils.image_utils import make_grid
 
 GRID_IMAGES = 8
 

@@ -21,8 +21,8 @@ from transformers import AutoModel
 
 import hf_vq  # noqa: F401  (registers the model types)
 from hf_vq.data import load_eval_images
-from hf_vq.image_utils import make_grid, preprocess_image
 from hf_vq.latents import INTERPOLATIONS, interpolate
+from hf_vq.utils.image_utils import make_grid, preprocess_image
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

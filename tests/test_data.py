@@ -16,7 +16,7 @@ from hf_vq.data import (
     photo_eval_crops,
     stream_defaults,
 )
-from hf_vq.image_utils import convert_image_mode
+from hf_vq.utils.image_utils import convert_image_mode
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_vq.image_utils import make_grid, preprocess_image, to_pil_images
 from hf_vq.losses import reconstruction_loss
 from hf_vq.metrics import psnr
+from hf_vq.utils.image_utils import make_grid, preprocess_image, to_pil_images
 
 
 def test_psnr_of_a_known_mse():

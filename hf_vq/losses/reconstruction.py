@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..configuration_utils import check_choice
+from ..utils.configuration_utils import check_choice
 
 LOSS_TYPES = ("l1", "l2")
 REDUCTIONS = ("mean", "sum")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from diffusers.models.autoencoders.vae import Decoder, Encoder
 from torch import nn
 
-from ..configuration_utils import ConvAutoencoderConfig
+from ..utils.configuration_utils import ConvAutoencoderConfig
 from .quantizers import VectorQuantizer
 
 

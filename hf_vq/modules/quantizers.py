@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..configuration_utils import check_choice, check_float, check_int, check_int_list
+from ..utils.configuration_utils import check_choice, check_float, check_int, check_int_list
 
 CODEBOOK_UPDATES = ("loss", "ema")
 # The VectorQuantizer's training state (k-means flag, EMA statistics, dead-code counters): buffers that a converted

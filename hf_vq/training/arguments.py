@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-from ..configuration_utils import check_choice, check_float, check_int
+from ..utils.configuration_utils import check_choice, check_float, check_int
 
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 MIXED_PRECISION = ("no", "fp16", "bf16")

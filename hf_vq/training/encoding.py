@@ -22,8 +22,8 @@ from accelerate import Accelerator
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
 from datasets import Sequence as SequenceFeature
 
-from ..configuration_utils import latent_side
 from ..data import ImageStream, image_dataloader, load_image_dataset
+from ..utils.configuration_utils import latent_side
 
 logger = logging.getLogger(__name__)
 

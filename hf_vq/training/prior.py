@@ -17,12 +17,12 @@ from datasets import ClassLabel
 from transformers import AutoModel
 from transformers.pytorch_utils import Conv1D
 
-from ..configuration_utils import latent_side
 from ..data import CodeStream, check_columns, image_dataloader, load_code_dataset
-from ..image_utils import make_grid
-from ..metrics import evaluating
 from ..models.prior import VQPriorConfig, VQPriorForCausalLM
 from ..pipelines import VQImageGenerationPipeline
+from ..utils.configuration_utils import latent_side
+from ..utils.image_utils import make_grid
+from ..utils.torch_utils import evaluating
 from .encoding import read_codes_info
 from .trainer import Trainer
 

@@ -23,14 +23,15 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from ..configuration_utils import latent_side
 from ..data import ImageStream, image_dataloader, load_eval_images, load_image_dataset, stream_defaults
 from ..hub import push_training_outputs, render_run_card
-from ..image_utils import make_grid
 from ..losses.gan import GAN_LOSSES, LeCAM, adaptive_weight
 from ..losses.lpips import load_lpips
-from ..metrics import evaluating, reconstruction_metrics
+from ..metrics import reconstruction_metrics
 from ..models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
+from ..utils.configuration_utils import latent_side
+from ..utils.image_utils import make_grid
+from ..utils.torch_utils import evaluating
 from .arguments import ParsedArguments
 from .checkpointing import latest_checkpoint, remove_incomplete_checkpoints, save_checkpoint
 from .objectives import Family

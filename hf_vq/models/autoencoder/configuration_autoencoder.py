@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...configuration_utils import ConvAutoencoderConfig, check_choice, check_float, check_int
+from ...utils.configuration_utils import ConvAutoencoderConfig, check_choice, check_float, check_int
 
 CORRUPTIONS = (None, "gaussian", "mask")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from ...configuration_utils import check_choice, check_int
+from ...utils.configuration_utils import check_choice, check_int
 
 NORM_TYPES = ("batch", "group", "instance", "none")
 

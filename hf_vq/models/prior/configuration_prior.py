@@ -5,7 +5,7 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import GPT2Config
 
-from ...configuration_utils import check_int, check_int_list
+from ...utils.configuration_utils import check_int, check_int_list
 
 
 @strict  # re-derives the field validators: some fields here are optional where GPT-2's are not

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...configuration_utils import ConvAutoencoderConfig, check_float
+from ...utils.configuration_utils import ConvAutoencoderConfig, check_float
 
 
 class VAEConfig(ConvAutoencoderConfig):

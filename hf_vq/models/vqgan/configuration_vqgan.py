@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...configuration_utils import ConvAutoencoderConfig, QuantizerConfigMixin, check_choice
+from ...utils.configuration_utils import ConvAutoencoderConfig, QuantizerConfigMixin, check_choice
 
 
 class VQGANConfig(ConvAutoencoderConfig, QuantizerConfigMixin):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...configuration_utils import QuantizerConfigMixin, check_int
+from ...utils.configuration_utils import QuantizerConfigMixin, check_int
 
 
 class VQVAEConfig(QuantizerConfigMixin):

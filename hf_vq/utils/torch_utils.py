@@ -1,0 +1,24 @@
+"""Small torch helpers shared by the metrics, the latent tools, the pipelines and the trainers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`model` in eval mode for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def module_device(model: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter."""
+    return next(model.parameters()).device
