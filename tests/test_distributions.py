@@ -25,14 +25,6 @@ def test_kl_between_gaussians_matches_torch_distributions():
     torch.testing.assert_close(p.kl(q), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_nll_matches_torch_distributions():
-    shape = (2, 3, 4, 4)
-    posterior = DiagonalGaussian(torch.randn(shape), torch.randn(shape))
-    x = torch.randn(shape)
-    expected = -torch.distributions.Normal(posterior.mean, posterior.std).log_prob(x).sum(dim=(1, 2, 3))
-    torch.testing.assert_close(posterior.nll(x), expected, rtol=1e-5, atol=1e-5)
-
-
 def test_from_moments_splits_mean_then_logvar_like_diffusers():
     moments = torch.arange(2 * 4 * 2 * 2, dtype=torch.float32).view(2, 4, 2, 2)
     posterior = DiagonalGaussian.from_moments(moments)

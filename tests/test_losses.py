@@ -19,7 +19,6 @@ from hf_vq.losses import (
     load_lpips,
     non_saturating_d_loss,
     non_saturating_g_loss,
-    warmup_factor,
 )
 from hf_vq.losses.lpips import TAP_CHANNELS, normalize_channels
 
@@ -296,11 +295,6 @@ def test_adaptive_weight_is_clamped():
     torch.testing.assert_close(adaptive_weight(rec, gan, weight, max_weight=3.0), torch.tensor(3.0))
     weight, rec, gan = _tiny_decoder_losses(gan_scale=0.0)  # vanishing adversarial gradient: eps keeps it finite
     torch.testing.assert_close(adaptive_weight(rec, gan, weight, max_weight=1e9), torch.tensor(30.0 / 1e-4))
-
-
-def test_warmup_factor():
-    assert [warmup_factor(step, 10) for step in (0, 9, 10, 11)] == [0.0, 0.0, 1.0, 1.0]
-    assert warmup_factor(0, 0) == 1.0
 
 
 def test_lecam_update_and_penalty_against_hand_computation():

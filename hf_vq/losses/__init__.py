@@ -8,7 +8,6 @@ from .gan import (
     hinge_g_loss,
     non_saturating_d_loss,
     non_saturating_g_loss,
-    warmup_factor,
 )
 from .lpips import LPIPS, load_lpips
 from .reconstruction import reconstruction_loss
@@ -24,5 +23,4 @@ __all__ = [
     "non_saturating_d_loss",
     "non_saturating_g_loss",
     "reconstruction_loss",
-    "warmup_factor",
 ]

@@ -1,8 +1,8 @@
-"""Adversarial losses for VQ-GAN training: hinge and non-saturating losses, taming's adaptive generator weight, the
-warm-up switch, and LeCAM regularization.
+"""Adversarial losses for VQ-GAN training: hinge and non-saturating losses, taming's adaptive generator weight and
+LeCAM regularization.
 
-The training loop combines them: the generator adds `disc_weight * adaptive_weight(...) * warmup_factor(step,
-disc_start) * g_loss`, and the discriminator trains on `d_loss (+ lecam_weight * lecam.penalty(...))` from
+The training loop combines them: the generator adds `disc_weight * adaptive_weight(...) * g_loss` from step
+`disc_start`, and the discriminator trains on `d_loss (+ lecam_weight * lecam.penalty(...))` from
 `disc_train_start` (default 0). taming also zeroed the discriminator's own loss until `disc_start`, so the generator
 met an untrained discriminator when its adversarial term switched on (taming issue #44); training it from the start
 avoids that.
@@ -75,11 +75,6 @@ def adaptive_weight(
     (gan_grad,) = torch.autograd.grad(generator_loss, last_layer_weight, retain_graph=True)
     weight = rec_grad.float().norm() / (gan_grad.float().norm() + eps)
     return weight.clamp(0.0, max_weight).detach()
-
-
-def warmup_factor(step: int, start: int) -> float:
-    """0.0 before step `start`, 1.0 from it (taming's `adopt_weight` for `disc_start`)."""
-    return 1.0 if step >= start else 0.0
 
 
 class LeCAM(nn.Module):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 # Sum over channels and positions: per-sample totals (B,), the unit the VAE reports KL in.
@@ -56,8 +54,3 @@ class DiagonalGaussian:
                 (self.mean - other.mean).pow(2) / other.var + self.var / other.var - 1.0 - self.logvar + other.logvar
             )
         return kl.sum(dim=dims) if dims else kl
-
-    def nll(self, sample: torch.Tensor, dims: tuple[int, ...] = PER_SAMPLE) -> torch.Tensor:
-        """-log q(sample) in nats, summed over `dims` (`dims=()` keeps every element)."""
-        nll = 0.5 * (math.log(2.0 * math.pi) + self.logvar + (sample - self.mean).pow(2) / self.var)
-        return nll.sum(dim=dims) if dims else nll
