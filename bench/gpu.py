@@ -1,30 +1,17 @@
-"""GPU section: the peers section's training step (hf_vq `VQGANModel` against diffusers' `VQModel`, same
+"""Section `gpu`: the peers section's training step (hf_vq `VQGANModel` against diffusers' `VQModel`, same
 architecture and weights) at 256x256 under bfloat16 autocast on a CUDA device: images/s, peak memory and MFU.
 
-On a machine without a GPU `run` measures nothing and returns None: the runner keeps the block of an earlier GPU
-run, or writes `PLACEHOLDER`, which says that no GPU figures exist yet. Everything runs in the runner's process
-(CUDA memory peaks are per process anyway); the section comes last in the runner.
+Without a CUDA device `run` measures nothing and returns None: the runner keeps the result of an earlier GPU run,
+or writes `PLACEHOLDER`. Everything runs in the runner's process, which this section initializes CUDA in: it comes
+last in the runner.
 """
 
 from __future__ import annotations
 
-import sys
-
 import torch
-from common import (
-    REPO_ROOT,
-    format_bytes,
-    markdown_table,
-    matmul_rates,
-    summary_comment,
-    summary_row,
-    time_interleaved,
-)
-
-sys.path.insert(0, str(REPO_ROOT))
+from common import format_bytes, matmul_rates, summary_row, table, time_interleaved
 
 TITLE = "GPU: training step against diffusers' VQModel at 256x256, bfloat16"
-PRELOAD = ("hf_vq", "diffusers")
 
 SIZES = {"resolution": 256, "batch": 16}
 QUICK_SIZES = {"resolution": 32, "batch": 2}
@@ -32,14 +19,19 @@ VARIANTS = {"diffusers_bf16": "diffusers `VQModel`", "hf_vq_bf16": "hf_vq `VQGAN
 STEPS_PER_RUN = 10  # one timed run: several steps, so that launch overheads and clock noise average out
 MATMUL_SIZE = 8192
 
-PLACEHOLDER = (
-    f"## {TITLE}\n\nNo GPU figures exist yet: no run of `make bench` has had a CUDA device (this section measures "
-    "only where `torch.cuda.is_available()`; every other section is CPU). On a GPU machine it times the peers "
-    "section's step (block_out_channels (64, 128, 128, 256), two ResNet blocks per level, same weights for both) at "
-    "256x256, batch 16, under bfloat16 autocast, for both models: images/s, peak memory and MFU against the "
-    "device's measured bfloat16 matmul rate.\n\n"
-    + summary_comment([summary_row("GPU training step at 256x256, bf16, against diffusers", "no GPU figures yet")])
+PLACEHOLDER_TEXT = (
+    "No GPU figures exist yet: no run of `make bench` has had a CUDA device (this section measures only where "
+    "`torch.cuda.is_available()`; every other section is CPU). On a GPU machine it times the peers section's step "
+    "(block_out_channels (64, 128, 128, 256), two ResNet blocks per level, same weights for both) at 256x256, batch "
+    "16, under bfloat16 autocast, for both models: images/s, peak memory and MFU against the device's measured "
+    "bfloat16 matmul rate."
 )
+# The section's result where no GPU run exists.
+PLACEHOLDER = {
+    "title": TITLE,
+    "parts": [{"text": PLACEHOLDER_TEXT}],
+    "summary": [summary_row("GPU training step at 256x256, bf16, against diffusers", "no GPU figures yet")],
+}
 
 
 def peak_memory(device: str, step) -> int | None:
@@ -53,8 +45,8 @@ def peak_memory(device: str, step) -> int | None:
     return torch.cuda.max_memory_allocated() - before
 
 
-def measure(device: str, quick: bool) -> str:
-    """The section's markdown, measured on `device` (`run` passes "cuda"; "cpu" exercises the same code)."""
+def measure(device: str, quick: bool) -> dict:
+    """The section's result, measured on `device` (`run` passes "cuda"; "cpu" exercises the same code)."""
     from peers import build_step
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -99,8 +91,7 @@ def measure(device: str, quick: bool) -> str:
     cuda = f", CUDA {torch.version.cuda}" if device.startswith("cuda") else ""
     headers = ["step", f"seconds per {STEPS_PER_RUN} steps, median (min-max)", "images/s", "speed vs diffusers",
                "peak memory", "achieved TFLOP/s", "MFU"]  # fmt: skip
-    return (
-        f"## {TITLE}\n\n"
+    text = (
         f"Device: {name}{cuda}, torch {torch.__version__}. The peers section's step (forward, L1 reconstruction + "
         f"quantizer loss, backward, AdamW) with block_out_channels (64, 128, 128, 256), two ResNet blocks per level "
         f"({parameters:.1f}M parameters), {sizes['resolution']}x{sizes['resolution']}, batch {sizes['batch']}, under "
@@ -108,19 +99,13 @@ def measure(device: str, quick: bool) -> str:
         "are per run), interleaved, after a warm-up. Peak memory: `torch.cuda.max_memory_allocated` during one "
         "step above the memory allocated before it. MFU: flops of one step (`FlopCounterMode`: convolutions and "
         f"matmuls, forward and backward; {flops / 1e9:.0f} GFLOP) per second, over the best bfloat16 "
-        f"{matmul_size}^3 matmul on this device in the same run ({peak:,.1f} TFLOP/s).\n\n"
-        + markdown_table(headers, rows)
-        + "\n\n"
-        + summary_comment([summary])
+        f"{matmul_size}^3 matmul on this device in the same run ({peak:,.1f} TFLOP/s)."
     )
+    return {"title": TITLE, "parts": [{"text": text, "table": table(headers, rows)}], "summary": [summary]}
 
 
-def run(quick: bool, context: dict) -> str | None:
+def run(quick: bool, context: dict) -> dict | None:
     if not torch.cuda.is_available():
         print("[gpu] no CUDA device: nothing measured", flush=True)
         return None
     return measure("cuda", quick)
-
-
-if __name__ == "__main__":
-    print(run("--quick" in sys.argv, {}) or PLACEHOLDER)

@@ -1,31 +1,19 @@
-"""Peers section: a VQ-GAN training step against diffusers' `VQModel` with the same architecture, weights, batch and
-resolution; bfloat16 autocast against float32 (speed, and held-out PSNR at equal steps through the real trainer); and
-the step's achieved GFLOP/s against the machine's float32 matmul rate."""
+"""Section `peers`: a VQ-GAN training step against diffusers' `VQModel` with the same architecture, weights, batch
+and resolution; bfloat16 autocast against float32 (speed, and held-out PSNR at equal steps through the real
+trainer); and the step's achieved GFLOP/s against the machine's matmul rate."""
 
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
-from common import (
-    REPO_ROOT,
-    format_bytes,
-    markdown_table,
-    run_isolated,
-    summary_comment,
-    summary_row,
-    time_interleaved,
-)
-
-sys.path.insert(0, str(REPO_ROOT))
+from common import REPO_ROOT, format_bytes, peak_rss_above_baseline, run_isolated, summary_row, table, time_interleaved
 
 TITLE = "Training step against diffusers' VQModel, bfloat16, efficiency"
-PRELOAD = ("hf_vq", "diffusers")
 
-# The issue's reference: diffusers' VQModel with these channels, 64x64, batch 16 (~16M parameters).
+# The compared model: diffusers' VQModel with these channels, 64x64, batch 16 (~16M parameters).
 CHANNELS = (64, 128, 128, 256)
 FULL = {"resolution": 64, "batch": 16}
 QUICK = {"resolution": 32, "batch": 2}
@@ -95,8 +83,6 @@ def build_step(variant: str, quick: bool, device: str = "cpu", sizes: dict | Non
 
 def step_peak_memory(variant: str, quick: bool) -> dict:
     """Run in a fresh process: the resident memory one step adds at its peak."""
-    from common import peak_rss_above_baseline
-
     _, _, step = build_step(variant, quick)
     return peak_rss_above_baseline(step)
 
@@ -113,7 +99,7 @@ def step_flops(quick: bool) -> dict:
     return {"flops": counter.get_total_flops()}
 
 
-def speed(quick: bool, context: dict, memory: dict) -> tuple[str, dict]:
+def speed(quick: bool, memory: dict) -> tuple[dict, dict]:
     steps = {variant: build_step(variant, quick)[2] for variant in VARIANTS}
     timings = time_interleaved(steps, repeats=2 if quick else 5, budget_s=60 if quick else 600)
     sizes = QUICK if quick else FULL
@@ -129,15 +115,13 @@ def speed(quick: bool, context: dict, memory: dict) -> tuple[str, dict]:
         f"({parameters:.1f}M parameters), {sizes['resolution']}x{sizes['resolution']}, batch {sizes['batch']}; a step "
         "is forward, L1 reconstruction + quantizer loss, backward and an AdamW step. All variants start from the same "
         "weights (`VQGANModel.from_diffusers`). Interleaved: one warm-up of each, then rounds calling each once; peak "
-        "memory in a fresh process per variant (`VmHWM` above the resident memory before the step).\n\n"
-        + markdown_table(
-            ["step", "seconds, median (min-max)", "images/s", "speed vs diffusers", "peak memory added", "runs"], rows
-        )
+        "memory in a fresh process per variant (`VmHWM` above the resident memory before the step)."
     )
-    return text, {"timings": timings, "parameters": parameters}
+    headers = ["step", "seconds, median (min-max)", "images/s", "speed vs diffusers", "peak memory added", "runs"]
+    return {"text": text, "table": table(headers, rows)}, {"timings": timings, "parameters": parameters}
 
 
-def efficiency(context: dict, timings: dict, flops: float) -> tuple[str, dict]:
+def efficiency(context: dict, timings: dict, flops: float) -> tuple[dict, dict]:
     rows, shares = [], {}
     matmul = context.get("matmul", {})
     for variant, rate_name in (("hf_vq", "float32"), ("hf_vq_bf16", "bfloat16")):
@@ -151,12 +135,10 @@ def efficiency(context: dict, timings: dict, flops: float) -> tuple[str, dict]:
         "Flops of one step counted with `torch.utils.flop_counter.FlopCounterMode` (convolutions and matmuls, forward "
         "and backward), over the median step time above, against the best of 5 runs of a large square matmul of the "
         "same dtype measured at the start of this run (the machine's practical limit; its median moves with the "
-        "background load of this shared machine).\n\n"
-        + markdown_table(
-            ["step", "GFLOP per step", "achieved GFLOP/s", "matmul GFLOP/s (best)", "share of the matmul rate"], rows
-        )  # fmt: skip
+        "background load of this shared machine)."
     )
-    return text, shares
+    headers = ["step", "GFLOP per step", "achieved GFLOP/s", "matmul GFLOP/s (best)", "share of the matmul rate"]
+    return {"heading": "Efficiency", "text": text, "table": table(headers, rows)}, shares
 
 
 def trained_psnr(mixed_precision: str, steps: int, seed: int, output_dir: str) -> dict:
@@ -173,8 +155,8 @@ def trained_psnr(mixed_precision: str, steps: int, seed: int, output_dir: str) -
     return {"psnr": metrics["eval_psnr"], "images_per_second": metrics["train_images_per_second"]}
 
 
-def precision_quality(quick: bool) -> tuple[str, dict]:
-    """bf16 against float32 through the real trainer, paired by seed: the text and the summary's figures."""
+def precision_quality(quick: bool) -> tuple[list[dict], dict]:
+    """bf16 against float32 through the real trainer, paired by seed: the result's parts and the summary's figures."""
     steps, seeds = (10, (0,)) if quick else (300, tuple(range(BF16_SEEDS)))
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -192,32 +174,31 @@ def precision_quality(quick: bool) -> tuple[str, dict]:
         for seed, gap, speedup in zip(seeds, gaps, speedups, strict=True)
     ]  # fmt: skip
     mean = statistics.mean(gaps)
-    spread = f", standard deviation {statistics.stdev(gaps):.2f} dB" if len(gaps) > 1 else ""
+    deviation = f", standard deviation {statistics.stdev(gaps):.2f} dB" if len(gaps) > 1 else ""
     seed_spread = max(results["no", s]["psnr"] for s in seeds) - min(results["no", s]["psnr"] for s in seeds)
     text = (
         f"The demo recipe (`vqgan_digits.yaml`, 16x16 digits, batch 64; here {steps} steps) trained by "
         f"`training/train_vqgan.py` in float32 and with `--mixed_precision bf16`, once per precision for each of "
         f"{len(seeds)} seeds, every run in a fresh process (runs are deterministic: a repeated run gives the same "
         "PSNR); held-out PSNR on the 360 test digits, evaluated under the run's own precision. Goal: bf16 within "
-        "0.2 dB of float32 at equal steps.\n\n"
-        + markdown_table(
-            ["seed", "float32 PSNR (dB)", "bf16 PSNR (dB)", "bf16 - float32", "bf16 images/s ratio (whole run)"], rows
-        )  # fmt: skip
-        + f"\n\nMean gap {mean:+.2f} dB over {len(seeds)} seeds{spread}; the float32 runs alone spread over "
-        f"{seed_spread:.2f} dB between seeds. The whole-run speed-up is smaller than the step's above: the demo's "
-        "model is small (1M parameters at 16x16), so the data stream and the quantizer, which stays in float32, "
-        "weigh more."
+        "0.2 dB of float32 at equal steps."
     )
-    return text, {"mean_gap": mean, "gaps": gaps}
+    headers = ["seed", "float32 PSNR (dB)", "bf16 PSNR (dB)", "bf16 - float32", "bf16 images/s ratio (whole run)"]
+    gap = (
+        f"Mean gap {mean:+.2f} dB over {len(seeds)} seeds{deviation}; the float32 runs alone spread over "
+        f"{seed_spread:.2f} dB between seeds."
+    )
+    parts = [{"heading": "bfloat16 at equal steps", "text": text, "table": table(headers, rows)}, {"text": gap}]
+    return parts, {"mean_gap": mean, "gaps": gaps}
 
 
-def run(quick: bool, context: dict) -> str:
+def run(quick: bool, context: dict) -> dict:
     # The child processes first, then the interleaved timings here, so that no child competes with them.
     memory = {variant: run_isolated("peers:step_peak_memory", variant=variant, quick=quick) for variant in VARIANTS}
     flops = run_isolated("peers:step_flops", quick=quick)["flops"]
     quality, gaps = precision_quality(quick)
-    speed_text, measured = speed(quick, context, memory)
-    efficiency_text, shares = efficiency(context, measured["timings"], flops)
+    speed_part, measured = speed(quick, memory)
+    efficiency_part, shares = efficiency(context, measured["timings"], flops)
     timings = measured["timings"]
     ours, theirs = timings["hf_vq"].median, timings["diffusers"].median
     batch = (QUICK if quick else FULL)["batch"]
@@ -245,17 +226,4 @@ def run(quick: bool, context: dict) -> str:
             f"float32 {shares['float32']}, bf16 {shares['bfloat16']}",
         ),  # fmt: skip
     ]
-    return (
-        f"## {TITLE}\n\n"
-        + speed_text
-        + "\n\n### Efficiency\n\n"
-        + efficiency_text
-        + "\n\n### bfloat16 at equal steps\n\n"
-        + quality
-        + "\n\n"
-        + summary_comment(summary)
-    )
-
-
-if __name__ == "__main__":
-    print(run("--quick" in sys.argv, {}))
+    return {"title": TITLE, "parts": [speed_part, efficiency_part, *quality], "summary": summary}

@@ -1,4 +1,4 @@
-"""Quality section: a VQ-GAN trained for the same number of steps on builtin:photos with a plain vector quantizer
+"""Section `quality`: a VQ-GAN trained for the same number of steps on builtin:photos with a plain vector quantizer
 (diffusers-style: codebook trained by its loss term, no normalization, random init, no restarts) and with hf_vq's
 quantizer settings, at K = 1024 and 16384 codes; held-out PSNR and codebook usage over the held-out set (and over
 crops of the training photographs)."""
@@ -6,16 +6,12 @@ crops of the training photographs)."""
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-from common import REPO_ROOT, markdown_table, run_isolated, summary_comment, summary_row
-
-sys.path.insert(0, str(REPO_ROOT))
+from common import run_isolated, summary_row, table
 
 TITLE = "Quality at equal compute: plain VQ against hf_vq's quantizer"
-PRELOAD = ("hf_vq", "hf_vq.training")
 
 MODEL = {
     "block_out_channels": [32, 64, 128], "layers_per_block": 1, "norm_num_groups": 16, "latent_channels": 32,
@@ -77,7 +73,7 @@ def train(quantizer: str, codes: int, steps: int, eval_crops: int, output_dir: s
     return result
 
 
-def run(quick: bool, context: dict) -> str:
+def run(quick: bool, context: dict) -> dict:
     steps, eval_crops = (5, 64) if quick else (600, EVAL_CROPS)
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -103,8 +99,7 @@ def run(quick: bool, context: dict) -> str:
         ))  # fmt: skip
     settings = ", ".join(f"{name}={value}" for name, value in QUANTIZERS["hf_vq"].items() if "threshold" not in name)
     images = results["plain", SIZES[0]]["num_images"]
-    return (
-        f"## {TITLE}\n\n"
+    text = (
         f"VQ-GAN {MODEL['block_out_channels']} (f4: 8x8 codes per 32x32 crop), latents of dimension 32, trained "
         f"{steps} steps at batch {BATCH} ({LATENTS_PER_STEP:,} latents per step) on random 32x32 crops of "
         "`builtin:photos` (no adversarial term and no discriminator: the same reconstruction objective for both), "
@@ -115,12 +110,6 @@ def run(quick: bool, context: dict) -> str:
         "perplexity the exponential of the code histogram's entropy. The last column counts usage over as many "
         "fixed crops of the training photographs: codes the training distribution still reaches (the held-out "
         "photographs are a cat, coffee and a flower, while the training ones include a star field, microscopy and "
-        "a retina). Goal: usage >= 95% at both sizes, and higher PSNR.\n\n"
-        + markdown_table(HEADERS, rows)
-        + "\n\n"
-        + summary_comment(summary)
+        "a retina). Goal: usage >= 95% at both sizes, and higher PSNR."
     )
-
-
-if __name__ == "__main__":
-    print(run("--quick" in sys.argv, {}))
+    return {"title": TITLE, "parts": [{"text": text, "table": table(HEADERS, rows)}], "summary": summary}

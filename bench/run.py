@@ -1,24 +1,23 @@
-"""The benchmark runner: `python bench/run.py [--sections quantizer] [--quick]` (or `make bench`).
+"""The benchmark runner: `python bench/run.py [--sections NAME ...] [--quick] [--output FILE.md]` (or `make bench`).
 
-Runs the chosen sections and writes BENCHMARKS.md: machine facts of this run, then one block per section between
-`<!-- section: NAME -->` markers. Sections not run this time keep their block from the existing file, with the date
-it was measured, so that a section can be re-measured alone. `--quick` uses small sizes to check that the runner
-works (a few minutes) and prints the markdown instead of writing it, unless `--output` is given.
+Runs the chosen sections and writes their results to BENCHMARKS.json, for programs, and to BENCHMARKS.md, as
+markdown tables under a summary table, at the repository root (or to `--output` and the `.json` file beside it).
+Sections not run keep their result from the existing JSON file, so that a section can be re-measured alone.
+`--quick` uses small sizes to check that the runner works, and prints the markdown instead of writing files unless
+`--output` is given.
 
-A section is a module of `bench/` with `TITLE`, `PRELOAD` (modules the fork server of the measuring children
-imports once, so that they do not pay the import) and `run(quick: bool, context: dict) -> str | None` (its markdown,
-which starts with `## TITLE`). `context["matmul"]` holds this run's float32 / bfloat16 matmul rates. Add one to
-`SECTIONS` below. A section that cannot measure on this machine (`gpu` without a CUDA device) returns None: its
-block from the existing file stays, or its module's `PLACEHOLDER` is written. The runner stamps each block with the
-date it was measured, and gathers the rows a section stores with `common.summary_comment` (its headline figures and
-goals) into the summary table at the top of the file.
+A section is a module of `bench/` with `TITLE` and `run(quick, context) -> dict | None`, `context["matmul"]` holding
+this run's matmul rates (`common.matmul_rates`). Its result has a `title`, `parts` (each with an optional `heading`,
+`text` and `table`, a `common.table`) and `summary` (`common.summary_row`s); the runner adds the date it was
+`measured` (UTC), the `minutes` it took and whether it was `quick`. A section that cannot measure on this machine
+returns None: its earlier result stays, else its module's `PLACEHOLDER` is written.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import re
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,145 +28,158 @@ import quality
 import quantizer
 import sampling
 import train_step
-from common import (
-    REPO_ROOT,
-    load_average,
-    machine_info,
-    markdown_table,
-    run_isolated,
-    set_threads,
-    start_fork_server,
-    summary_rows,
-    utc_now,
-)
+from common import CONTEXT, REPO_ROOT, machine_info, run_isolated, set_threads, utc_now
 
-# gpu last: it initializes CUDA in the runner's process (its measurements run there, not in forked children).
+# gpu last: it initializes CUDA in the runner's process (its measurements run there, not in children).
 SECTIONS = {
-    "quantizer": quantizer, "training": train_step, "peers": peers, "quality": quality, "sampling": sampling,
+    "quantizer": quantizer,
+    "training": train_step,
+    "peers": peers,
+    "quality": quality,
+    "sampling": sampling,
     "gpu": gpu,
-}  # fmt: skip
+}
+# Imported once by the fork server (`common.CONTEXT`), so that the measuring children start with them imported.
+PRELOAD = [
+    "common",
+    *(module.__name__ for module in SECTIONS.values()),
+    "hf_vq",
+    "hf_vq.training",
+    "diffusers.models.autoencoders.vae",
+    "diffusers.models.autoencoders.vq_model",
+]
+SUMMARY_HEADERS = ["section", "figure", "result", "goal", "met", "measured"]
 HEADER = """\
 # Benchmarks
 
-Written by `make bench` (`python bench/run.py`); do not edit by hand: the next run rewrites it. Code: `bench/`.
+Written by `make bench` (`python bench/run.py`) with `BENCHMARKS.json`, which holds the same results for programs;
+do not edit by hand: the next run rewrites both. Code: `bench/`. Dates are UTC.
 
 This machine is small and shared (2 CPU cores, other jobs running at the same time), so absolute seconds vary from
 run to run. Every figure is paired with a peer measured in the same process, interleaved call by call, and the ratio
 is the figure to read. Everything is CPU, float32 unless stated, except the `gpu` section."""
-SECTION_PATTERN = re.compile(r"<!-- section: (\w+) -->\n(.*?)\n<!-- /section: \1 -->", re.DOTALL)
-STAMP_PATTERN = re.compile(r"^\*Measured (.+?) UTC", re.MULTILINE)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--sections",
-        nargs="+",
-        choices=sorted(SECTIONS),
-        default=list(SECTIONS),
-        help="sections to run (default: all)",
+        "--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS), help="sections to run (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: checks that the runner works")
     parser.add_argument(
         "--output",
         type=Path,
         default=None,
-        help="markdown file to write (default: BENCHMARKS.md at the repository root; with --quick, print only)",
+        help="markdown file to write, the JSON file beside it (default: BENCHMARKS.md at the repository root; with "
+        "--quick, print only)",
     )
     return parser.parse_args(argv)
 
 
-def existing_sections(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    return dict(SECTION_PATTERN.findall(path.read_text()))
+def load_sections(path: Path) -> dict[str, dict]:
+    """The section results stored in a JSON file written by the runner (none if there is no file)."""
+    return json.loads(path.read_text())["sections"] if path.exists() else {}
 
 
-def machine_block(info: dict[str, str], matmul: dict, load_before: str, load_after: str, quick: bool) -> str:
-    rows = [[key, value] for key, value in info.items()]
-    for dtype, result in matmul.items():
-        rows.append(
-            [
-                f"{dtype} matmul",
-                f"{result['median_gflops']:.0f} GFLOP/s median, {result['max_gflops']:.0f} best "
-                f"({result['size']}^3, {result['runs']} runs after a warm-up)",
-            ]
-        )
-    rows.append(["load average (1 / 5 / 15 min)", f"{load_before} at the start, {load_after} at the end"])
-    title = "## Machine of the last run" + (" (`--quick`)" if quick else "")
-    return title + "\n\n" + markdown_table(["", ""], rows)
-
-
-def assemble(measured: dict[str, str], kept: dict[str, str]) -> dict[str, str]:
-    """The file's blocks in `SECTIONS` order: this run's, else the existing file's, else the section's placeholder."""
-    blocks = {}
+def merge(measured: dict[str, dict], kept: dict[str, dict]) -> dict[str, dict]:
+    """Every section's result in `SECTIONS` order: this run's, else the kept one, else the section's placeholder."""
+    results = {}
     for name, module in SECTIONS.items():
-        block = measured.get(name, kept.get(name, getattr(module, "PLACEHOLDER", None)))
-        if block is not None:
-            blocks[name] = block
-    return blocks
+        result = measured.get(name) or kept.get(name) or getattr(module, "PLACEHOLDER", None)
+        if result is not None:
+            results[name] = result
+    return results
 
 
-def stamp(block: str, date: str, seconds: float, quick: bool) -> str:
-    """The section's block with the date of this measurement under its title."""
-    title, _, body = block.partition("\n\n")
-    mode = " with `--quick` (small sizes: not figures to read)" if quick else ""
-    return f"{title}\n\n*Measured {date} UTC{mode}; the section took {seconds / 60:.1f} min.*\n\n{body}"
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def summary_block(blocks: dict[str, str]) -> str:
-    """The headline figure of every section, with its goal, in one table (sections in `SECTIONS` order)."""
-    rows = []
-    for name in SECTIONS:
-        if name not in blocks:
-            continue
-        dates = STAMP_PATTERN.findall(blocks[name])
-        for row in summary_rows(blocks[name]):
-            met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
-            rows.append([name, row["figure"], row["result"], row["goal"] or "-", met, dates[0] if dates else "-"])
+def section_markdown(result: dict) -> str:
+    blocks = [f"## {result['title']}"]
+    if "measured" in result:
+        mode = " with `--quick` (small sizes: not figures to read)" if result.get("quick") else ""
+        blocks.append(f"*Measured {result['measured']} UTC{mode}; the section took {result['minutes']:.1f} min.*")
+    for part in result["parts"]:
+        if part.get("heading"):
+            blocks.append(f"### {part['heading']}")
+        if part.get("text"):
+            blocks.append(part["text"])
+        if part.get("table"):
+            blocks.append(markdown_table(part["table"]["headers"], part["table"]["rows"]))
+    return "\n\n".join(blocks)
+
+
+def summary_markdown(sections: dict[str, dict]) -> str:
+    """The summary rows of every section, with their goals, in one table."""
+    rows = [
+        [name, row["figure"], row["result"], row["goal"] or "-", {True: "yes", False: "**no**", None: "-"}[row["met"]],
+         result.get("measured", "-")]
+        for name, result in sections.items()
+        for row in result["summary"]
+    ]  # fmt: skip
     return (
-        "## Summary\n\nThe headline figure of each section below, against the goal its issue set; the sections give "
-        "the setup, the spread of the runs and what was tried. Ratios come from peers measured in the same run.\n\n"
-        + markdown_table(["section", "figure", "result", "goal", "met", "measured (UTC)"], rows)
+        "## Summary\n\nThe headline figure of each section below, against its goal; the sections give the setup and "
+        "the spread of the runs. Ratios come from peers measured in the same run.\n\n"
+        + markdown_table(SUMMARY_HEADERS, rows)
     )
+
+
+def render(data: dict) -> str:
+    """BENCHMARKS.md from the contents of BENCHMARKS.json."""
+    machine = "## Machine of the last run\n\n" + markdown_table(["", ""], [[k, v] for k, v in data["machine"].items()])
+    sections = [section_markdown(result) for result in data["sections"].values()]
+    return "\n\n".join([HEADER, machine, summary_markdown(data["sections"]), *sections]) + "\n"
+
+
+def write(output: Path, data: dict) -> None:
+    """`data` ({"machine": ..., "sections": ...}) to the JSON file beside `output`, and rendered to `output`."""
+    output.with_suffix(".json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    output.write_text(render(data))
+
+
+def load_average() -> str:
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     set_threads()
-    preload = [module for name in args.sections for module in (SECTIONS[name].__name__, *SECTIONS[name].PRELOAD)]
-    for module in preload:
-        importlib.import_module(module)
-    start_fork_server(preload)  # before anything computes: see common.start_fork_server
-    started = time.perf_counter()
-    load_before = load_average()
+    if CONTEXT.get_start_method() == "forkserver":
+        CONTEXT.set_forkserver_preload(PRELOAD)
+    started, load_before = time.perf_counter(), load_average()
     size = 1024 if args.quick else 4096
     print(f"[run] matmul rates ({size}^3)", flush=True)
     matmul = run_isolated("common:matmul_rates", size=size)
-    context = {"matmul": matmul}
-    blocks = {}
-    for name in [name for name in SECTIONS if name in args.sections]:  # SECTIONS' order whatever the command's
-        section_started = time.perf_counter()
-        date = utc_now()
-        block = SECTIONS[name].run(args.quick, context)
-        seconds = time.perf_counter() - section_started
-        if block is not None:
-            blocks[name] = stamp(block, date, seconds, args.quick)
-        print(f"[run] section {name}: {seconds:.0f} s", flush=True)
-    info = machine_info()
-    output = args.output if args.output is not None or args.quick else REPO_ROOT / "BENCHMARKS.md"
-    kept = existing_sections(output) if output is not None else {}
-    blocks = assemble(blocks, kept)
-    parts = [HEADER, machine_block(info, matmul, load_before, load_average(), args.quick), summary_block(blocks)]
-    for name, block in blocks.items():
-        parts.append(f"<!-- section: {name} -->\n{block}\n<!-- /section: {name} -->")
-    markdown = "\n\n".join(parts) + "\n"
+    measured = {}
+    for name, module in SECTIONS.items():  # SECTIONS' order, whatever the command's
+        if name not in args.sections:
+            continue
+        date, section_started = utc_now(), time.perf_counter()
+        result = module.run(args.quick, {"matmul": matmul})
+        minutes = (time.perf_counter() - section_started) / 60
+        print(f"[run] section {name}: {minutes:.1f} min", flush=True)
+        if result is not None:
+            measured[name] = {**result, "measured": date, "minutes": round(minutes, 1), "quick": args.quick}
+    machine = machine_info()
+    for dtype, rate in matmul.items():
+        machine[f"{dtype} matmul"] = (
+            f"{rate['median_gflops']:.0f} GFLOP/s median, {rate['max_gflops']:.0f} best "
+            f"({rate['size']}^3, {rate['runs']} runs after a warm-up)"
+        )
+    machine["load average (1 / 5 / 15 min)"] = f"{load_before} at the start, {load_average()} at the end"
+    if args.quick:
+        machine["mode"] = "`--quick`: small sizes, not figures to read"
+    output = args.output or (None if args.quick else REPO_ROOT / "BENCHMARKS.md")
+    kept = load_sections(output.with_suffix(".json")) if output is not None else {}
+    data = {"machine": machine, "sections": merge(measured, kept)}
     if output is None:
-        print(markdown)
+        print(render(data))
     else:
-        output.write_text(markdown)
-        print(f"[run] wrote {output}", flush=True)
-    print(f"[run] total {time.perf_counter() - started:.0f} s", flush=True)
+        write(output, data)
+        print(f"[run] wrote {output} and {output.with_suffix('.json')}", flush=True)
+    print(f"[run] total {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,12 @@
-"""Sampling section: the pipeline's sampler (`generate()` with its KV cache) against a taming-style loop that runs
+"""Section `sampling`: the pipeline's sampler (`generate()` with its KV cache) against a taming-style loop that runs
 the whole sequence through the model again for every new token, same prior, batch, top-k and classes."""
 
 from __future__ import annotations
 
-import sys
-
 import torch
-from common import REPO_ROOT, markdown_table, summary_comment, summary_row, time_interleaved
-
-sys.path.insert(0, str(REPO_ROOT))
+from common import summary_row, table, time_interleaved
 
 TITLE = "Sampling from the prior"
-PRELOAD = ("hf_vq",)
 
 
 def recompute_sampler(prior, class_labels: torch.Tensor, top_k: int, guidance_scale: float = 1.0) -> torch.Tensor:
@@ -37,7 +32,7 @@ def recompute_sampler(prior, class_labels: torch.Tensor, top_k: int, guidance_sc
     return sequence[: len(class_labels), 1:].reshape(-1, height, width)
 
 
-def measure(quick: bool) -> str:
+def run(quick: bool, context: dict) -> dict:
     import hf_vq
 
     grid, layers, width, batch = ((8, 8), 2, 64, 2) if quick else ((16, 16), 6, 384, 4)
@@ -84,26 +79,14 @@ def measure(quick: bool) -> str:
         min(speedups.values()) >= 10,
     )
     parameters = sum(p.numel() for p in prior.parameters()) / 1e6
-    return (
-        f"## {TITLE}\n\nA class-conditional `VQPriorForCausalLM` with {layers} layers, width {width} "
-        f"({parameters:.1f}M parameters), {config.codebook_size} codes, a {grid[0]}x{grid[1]} grid "
-        f"({config.num_image_tokens} tokens per image), batch {batch}, top-k {top_k}, float32, no grad; both "
-        f"samplers interleaved, {timings['generate'].runs} runs each after a warm-up. Greedy decoding (top-k 1) "
-        f"with both samplers gives the same code at {agreement:.1%} of the positions (a check that they compute "
-        "the same model). Goal: the pipeline >= 10x the loop. The cached sampler reads every weight once per token "
-        "for a handful of rows, so it is bound by memory bandwidth rather than arithmetic (profiled: 88% of its "
-        "time is the model's own matrix products, `generate()`'s processors and cache bookkeeping the rest); its "
-        "advantage grows with the batch and the number of tokens per image. With guidance, the pipeline runs the "
-        "conditional and unconditional sequences as one doubled batch (`PairedGuidanceSampler`), like the loop.\n\n"
-        + markdown_table(["sampler", "seconds, median (min-max)", "tokens/s", "speed-up"], rows)
-        + "\n\n"
-        + summary_comment([summary])
+    text = (
+        f"A class-conditional `VQPriorForCausalLM` with {layers} layers, width {width} ({parameters:.1f}M "
+        f"parameters), {config.codebook_size} codes, a {grid[0]}x{grid[1]} grid ({config.num_image_tokens} tokens "
+        f"per image), batch {batch}, top-k {top_k}, float32, no grad; both samplers interleaved, "
+        f"{timings['generate'].runs} runs each after a warm-up. Greedy decoding (top-k 1) with both samplers gives "
+        f"the same code at {agreement:.1%} of the positions (a check that they compute the same model). Goal: the "
+        "pipeline >= 10x the loop. With guidance, the pipeline runs the conditional and unconditional sequences as "
+        "one doubled batch (`PairedGuidanceSampler`), like the loop."
     )
-
-
-def run(quick: bool, context: dict) -> str:
-    return measure(quick)
-
-
-if __name__ == "__main__":
-    print(run("--quick" in sys.argv, {}))
+    headers = ["sampler", "seconds, median (min-max)", "tokens/s", "speed-up"]
+    return {"title": TITLE, "parts": [{"text": text, "table": table(headers, rows)}], "summary": [summary]}

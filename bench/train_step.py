@@ -1,24 +1,20 @@
-"""Training section: the data stream against the training step's consumption at the demo config, and a VQ-GAN
+"""Section `training`: the data stream against the training step's consumption at the demo config, and a VQ-GAN
 training step split into its parts (generator, LPIPS, adaptive weight, discriminator)."""
 
 from __future__ import annotations
 
 import itertools
-import sys
 
 import torch
-from common import REPO_ROOT, markdown_table, summary_comment, summary_row, time_interleaved
-
-sys.path.insert(0, str(REPO_ROOT))
+from common import REPO_ROOT, summary_row, table, time_interleaved
 
 TITLE = "Training step and data stream"
-PRELOAD = ("hf_vq", "hf_vq.training")
 
 DEMO_RECIPE = REPO_ROOT / "training" / "configs" / "vqgan_digits.yaml"
 
 
 def _demo_parts():
-    """The demo recipe's model, discriminator, optimizers and data stream, built as the training loop builds them."""
+    """The demo recipe's parsed arguments, model and data loader, built as the training loop builds them."""
     from hf_vq.data import ImageStream, image_dataloader, load_image_dataset
     from hf_vq.training import FAMILIES, parse_arguments
 
@@ -36,9 +32,10 @@ def _demo_parts():
     return parsed, model, image_dataloader(stream, args.train_batch_size)
 
 
-def stream_against_step(quick: bool) -> str:
+def stream_against_step(quick: bool) -> tuple[dict, dict]:
+    """The part of the section's result, and its summary row."""
+    from hf_vq import PatchDiscriminator, PatchDiscriminatorConfig
     from hf_vq.losses import GAN_LOSSES, adaptive_weight
-    from hf_vq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 
     parsed, model, loader = _demo_parts()
     args, gan = parsed.training, parsed.gan
@@ -97,22 +94,22 @@ def stream_against_step(quick: bool) -> str:
         ">= 4x",
         stream_rate >= 4 * slowest,
     )
-    return (
+    text = (
         f"Demo config (`{DEMO_RECIPE.relative_to(REPO_ROOT)}`: builtin digits at {args.resolution}x{args.resolution}, "
         f"batch {batch}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters). The stream is timed "
         f"over {stream_batches} batches from a fresh iterator, the step over {steps} steps (generator and "
-        "discriminator, float32), interleaved. Goal: the stream at least 4x the step's rate.\n\n"
-        + markdown_table(["what", "seconds, median (min-max)", "images/s", "stream / step"], rows)
-        + "\n\n"
-        + summary_comment([summary])
+        "discriminator, float32), interleaved. Goal: the stream at least 4x the step's rate."
     )
+    return {
+        "text": text,
+        "table": table(["what", "seconds, median (min-max)", "images/s", "stream / step"], rows),
+    }, summary
 
 
-def step_split(quick: bool) -> str:
+def step_split(quick: bool) -> dict:
     """A VQ-GAN step's parts, each timed alone on the same inputs (LPIPS with random weights: same compute)."""
     import hf_vq
     from hf_vq.losses import LPIPS, adaptive_weight, hinge_d_loss, hinge_g_loss
-    from hf_vq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 
     resolution, batch = (32, 2) if quick else (64, 8)
     config = hf_vq.VQGANConfig(
@@ -120,7 +117,7 @@ def step_split(quick: bool) -> str:
         sample_size=resolution,
     )  # fmt: skip
     model = hf_vq.VQGANModel(config).train()
-    discriminator = PatchDiscriminator(PatchDiscriminatorConfig())
+    discriminator = hf_vq.PatchDiscriminator(hf_vq.PatchDiscriminatorConfig())
     lpips = LPIPS()
     images = torch.rand(batch, 3, resolution, resolution) * 2 - 1
 
@@ -183,18 +180,15 @@ def step_split(quick: bool) -> str:
          f"{timings['discriminator'].median / full_s:.0%}"],
     ]  # fmt: skip
     parameters = sum(p.numel() for p in model.parameters()) / 1e6
-    return (
+    text = (
         f"VQ-GAN with block_out_channels (64, 128, 128, 256) ({parameters:.1f}M parameters), {resolution}x"
         f"{resolution}, batch {batch}, 3-layer PatchGAN, LPIPS VGG16 (random weights: the same compute), float32. "
         "Each part is timed alone, interleaved with the full step; the parts overlap a little (the full step shares "
-        "one generator forward), so the shares need not add up to 100%.\n\n"
-        + markdown_table(["part", "seconds, median (min-max)", "share of the full step"], rows)
+        "one generator forward), so the shares need not add up to 100%."
     )
+    return {"text": text, "table": table(["part", "seconds, median (min-max)", "share of the full step"], rows)}
 
 
-def run(quick: bool, context: dict) -> str:
-    return f"## {TITLE}\n\n" + stream_against_step(quick) + "\n\n" + step_split(quick)
-
-
-if __name__ == "__main__":
-    print(run("--quick" in sys.argv, {}))
+def run(quick: bool, context: dict) -> dict:
+    stream, summary = stream_against_step(quick)
+    return {"title": TITLE, "parts": [stream, step_split(quick)], "summary": [summary]}

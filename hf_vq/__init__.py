@@ -17,6 +17,7 @@ from .models import (
     VAEConfig,
     VAEModel,
     VAEOutput,
+    VQAutoencoderOutput,
     VQGANConfig,
     VQGANModel,
     VQPriorConfig,
@@ -25,7 +26,6 @@ from .models import (
     VQVAEModel,
 )
 from .modules import FSQ, DiagonalGaussian, QuantizerOutput, VectorQuantizer
-from .modules.vq_autoencoder import VQAutoencoderOutput
 from .pipelines import VQImageGenerationPipeline
 from .utils.configuration_utils import ConvAutoencoderConfig
 

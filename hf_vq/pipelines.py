@@ -19,13 +19,12 @@ import torch
 from PIL import Image
 from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
-from . import remote_code
-from .hub import PIPELINE_PARTS, check_no_token, render_pipeline_card, upload_to_hub
+from .hub import check_no_token, export_pipeline_code, render_pipeline_card, upload_to_hub
 from .models.prior import VQPriorForCausalLM
 from .utils.image_utils import to_pil_images
 
 PIPELINE_CONFIG_NAME = "pipeline_config.json"
-VQ_MODEL_FOLDER, PRIOR_FOLDER = PIPELINE_PARTS
+VQ_MODEL_FOLDER, PRIOR_FOLDER = PIPELINE_PARTS = ("vq_model", "prior")  # the sub-model folders of a saved pipeline
 
 
 class VQImageGenerationPipeline:
@@ -95,7 +94,7 @@ class VQImageGenerationPipeline:
         with tempfile.TemporaryDirectory() as staging:
             self.save_pretrained(staging, model_card=model_card)
             if export_code:
-                remote_code.export_pipeline_code(staging, PIPELINE_PARTS)
+                export_pipeline_code(staging, {VQ_MODEL_FOLDER: self.vq_model, PRIOR_FOLDER: self.prior})
             return upload_to_hub(staging, repo_id, private=private, token=token, revision=revision,
                                  commit_message=commit_message or "Upload hf_vq pipeline")  # fmt: skip
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from hf_vq.losses.lpips import convert_lpips_state_dict
+from hf_vq.conversion.lpips import convert_lpips_state_dict
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hf_vq.hub import save_pretrained_atomically
-from hf_vq.models.vqgan.convert_taming import convert_taming_checkpoint
+from hf_vq.conversion.safetensors import save_pretrained_atomically
+from hf_vq.models.vqgan import VQGANModel
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     try:
-        model = convert_taming_checkpoint(
+        model = VQGANModel.from_taming(
             args.checkpoint,
             config=args.config,
             resolution=args.resolution,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hf_vq.hub import convert_to_safetensors
+from hf_vq.conversion.safetensors import convert_to_safetensors
+from hf_vq.models import MODEL_CLASSES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         files = convert_to_safetensors(
-            args.source, args.output_dir, subfolder=args.subfolder, weights_name=args.weights_name,
-            revision=args.revision,
+            args.source, args.output_dir, model_classes=MODEL_CLASSES, subfolder=args.subfolder,
+            weights_name=args.weights_name, revision=args.revision,
         )  # fmt: skip
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

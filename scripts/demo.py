@@ -27,7 +27,7 @@ from hf_vq import VQImageGenerationPipeline
 from hf_vq.data import load_eval_examples
 from hf_vq.hub import render_pipeline_card
 from hf_vq.latents import interpolate
-from hf_vq.metrics import bits_per_dim, reconstruction_metrics
+from hf_vq.metrics import bits_per_dim, evaluation_report
 from hf_vq.training import encode_dataset
 from hf_vq.training import main as train
 from hf_vq.utils.image_utils import make_grid
@@ -67,14 +67,8 @@ def digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return load_eval_examples("builtin:digits", split, RESOLUTION, num_channels=1, limit=10_000, label_column="label")
 
 
-def main() -> None:
-    args = parse_args()
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("codes", "pipeline"):  # a rerun starts these steps afresh (the training runs overwrite themselves)
-        if (output_dir / stale).exists():
-            shutil.rmtree(output_dir / stale)
-
+def train_generator(args: argparse.Namespace, output_dir: Path) -> tuple[VQImageGenerationPipeline, dict]:
+    """Steps 1-3: the VQ-GAN, the code dataset, the prior; returns the pipeline and the prior run's metrics."""
     run("vqgan", "vqgan_digits.yaml", output_dir / "vqgan", args.vqgan_steps)
     vq_path = output_dir / "vqgan" / "model"
     encode_dataset(
@@ -86,11 +80,13 @@ def main() -> None:
     )
     prior_metrics = run("prior", "prior_digits.yaml", output_dir / "prior", args.prior_steps,
                         "--dataset", str(output_dir / "codes"))  # fmt: skip
-    pipe = VQImageGenerationPipeline.from_pretrained(output_dir / "prior" / "pipeline")
-    vqgan, prior = pipe.vq_model, pipe.prior
+    return VQImageGenerationPipeline.from_pretrained(output_dir / "prior" / "pipeline"), prior_metrics
 
-    test_images, test_labels = digits("test")
-    train_images, train_labels = digits("train")
+
+def write_figures(pipe: VQImageGenerationPipeline, test_images: torch.Tensor, test_labels: torch.Tensor,
+                  output_dir: Path) -> None:  # fmt: skip
+    """reconstructions.png, samples.png and interpolation.png."""
+    vqgan = pipe.vq_model
     with torch.no_grad():
         shown = test_images[:32]
         reconstructed = vqgan.decode_indices(vqgan.encode_indices(shown))
@@ -101,44 +97,33 @@ def main() -> None:
     # A held-out 3 turning into a held-out 7: the originals at the ends, the decoded slerp path between.
     three, seven = (test_images[test_labels == digit][0] for digit in INTERPOLATED)
     path = interpolate(vqgan, three, seven, steps=INTERPOLATION_STEPS, method="slerp")
-    make_grid(torch.cat([three[None], path, seven[None]]), nrow=INTERPOLATION_STEPS + 2, scale=4).save(
-        output_dir / "interpolation.png"
-    )
+    strip = torch.cat([three[None], path, seven[None]])
+    make_grid(strip, nrow=INTERPOLATION_STEPS + 2, scale=4).save(output_dir / "interpolation.png")
 
-    # Sample quality: a classifier of real digits (trained on the training split) reads the generated ones.
+
+def sample_accuracies(pipe: VQImageGenerationPipeline) -> dict[str, float]:
+    """Sample quality: a classifier of real digits (trained on the training split) reads the generated ones, with
+    the demo's sampling settings and with the prior's own distribution (no top-k, no guidance)."""
+    (train_images, train_labels), (test_images, test_labels) = digits("train"), digits("test")
     classifier = LogisticRegression(max_iter=2000).fit(train_images.flatten(1).numpy(), train_labels.numpy())
-    classifier_accuracy = classifier.score(test_images.flatten(1).numpy(), test_labels.numpy())
     wanted = np.repeat(np.arange(10), SCORED_PER_DIGIT)
 
-    def sample_accuracy(**sampling) -> float:
+    def accuracy(**sampling) -> float:
         scored = pipe(class_labels=list(range(10)), num_images=SCORED_PER_DIGIT, seed=1, output_type="pt", **sampling)
         return float((classifier.predict(scored.flatten(1).numpy()) == wanted).mean())
 
-    accuracy = sample_accuracy(top_k=TOP_K, guidance_scale=GUIDANCE_SCALE)
-    plain_accuracy = sample_accuracy()  # no top-k, no guidance: the prior's own distribution
-
-    reconstruction = reconstruction_metrics(vqgan, test_images)
-    # The decoder's Gaussian scale is fitted on the training digits, then held fixed for the held-out bound.
-    scale = bits_per_dim(vqgan, train_images)["decoder_scale"]
-    uniform = bits_per_dim(vqgan, test_images, "uniform", decoder_scale=scale)
-    learned = bits_per_dim(vqgan, test_images, prior, class_labels=test_labels, decoder_scale=scale)
-    metrics = {
-        "psnr": reconstruction["psnr"],
-        "ssim": reconstruction["ssim"],
-        "codebook_usage": reconstruction["codebook_usage"],
-        "codebook_perplexity": reconstruction["codebook_perplexity"],
-        "bits_per_dim": learned["bits_per_dim"],
-        "bits_per_dim_uniform_prior": uniform["bits_per_dim"],
-        "prior_nll_per_code": prior_metrics["eval_nll_per_code"],
-        "sample_class_accuracy": accuracy,
-        "sample_class_accuracy_without_top_k_or_guidance": plain_accuracy,
-        "classifier_accuracy_on_real_test_digits": classifier_accuracy,
-        "num_test_images": len(test_images),
+    return {
+        "sample_class_accuracy": accuracy(top_k=TOP_K, guidance_scale=GUIDANCE_SCALE),
+        "sample_class_accuracy_without_top_k_or_guidance": accuracy(),
+        "classifier_accuracy_on_real_test_digits": classifier.score(
+            test_images.flatten(1).numpy(), test_labels.numpy()
+        ),
         "num_scored_samples": len(wanted),
-        "sampling": {"top_k": TOP_K, "guidance_scale": GUIDANCE_SCALE},
     }
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
+
+def save_pipeline(pipe: VQImageGenerationPipeline, metrics: dict, output_dir: Path, num_test_images: int) -> Path:
+    """pipeline/: `save_pretrained` with its rendered model card and the sample grid."""
     pipeline_dir = output_dir / "pipeline"
     card = render_pipeline_card(
         pipe.vq_model.config,
@@ -150,21 +135,48 @@ def main() -> None:
         samples_image="samples.png",
         top_k=TOP_K,
         guidance_scale=GUIDANCE_SCALE,
-        eval_description=f"the {len(test_images)} held-out digits of builtin:digits",
+        eval_description=f"the {num_test_images} held-out digits of builtin:digits",
     )
     pipe.save_pretrained(pipeline_dir, model_card=str(card))
     (pipeline_dir / "samples.png").write_bytes((output_dir / "samples.png").read_bytes())
+    return pipeline_dir
 
-    print(f"\nVQ-GAN:          {vq_path}\ncodes:           {output_dir / 'codes'}")
+
+def main() -> None:
+    args = parse_args()
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("codes", "pipeline"):  # a rerun starts these steps afresh (the training runs overwrite themselves)
+        if (output_dir / stale).exists():
+            shutil.rmtree(output_dir / stale)
+
+    pipe, prior_metrics = train_generator(args, output_dir)
+    test_images, test_labels = digits("test")
+    write_figures(pipe, test_images, test_labels, output_dir)
+    # The decoder's Gaussian scale is fitted on the training digits, then held fixed for the held-out bound.
+    scale = bits_per_dim(pipe.vq_model, digits("train")[0])["decoder_scale"]
+    report = evaluation_report(pipe.vq_model, test_images, prior=pipe.prior, class_labels=test_labels,
+                               decoder_scale=scale)  # fmt: skip
+    names = ("psnr", "ssim", "codebook_usage", "codebook_perplexity", "bits_per_dim", "bits_per_dim_uniform_prior")
+    metrics = {name: report[name] for name in names}
+    metrics["prior_nll_per_code"] = prior_metrics["eval_nll_per_code"]
+    metrics.update(sample_accuracies(pipe))
+    metrics["num_test_images"] = len(test_images)
+    metrics["sampling"] = {"top_k": TOP_K, "guidance_scale": GUIDANCE_SCALE}
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    pipeline_dir = save_pipeline(pipe, metrics, output_dir, len(test_images))
+
+    print(f"\nVQ-GAN:          {output_dir / 'vqgan' / 'model'}\ncodes:           {output_dir / 'codes'}")
     print(f"prior:           {output_dir / 'prior' / 'model'}\npipeline:        {pipeline_dir} (README.md: card)")
     print(f"reconstructions: {output_dir / 'reconstructions.png'}\nsamples:         {output_dir / 'samples.png'}")
     print(f"interpolation:   {output_dir / 'interpolation.png'}\nmetrics:         {output_dir / 'metrics.json'}")
     print(
         f"held-out digits ({len(test_images)}): PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}, "
-        f"codebook usage {metrics['codebook_usage']:.0%} of {vqgan.config.num_vq_embeddings} codes, bits/dim "
-        f"{metrics['bits_per_dim']:.3f} (uniform prior: {metrics['bits_per_dim_uniform_prior']:.3f}); "
-        f"class accuracy of {len(wanted)} samples: {accuracy:.1%} (without top-k or guidance: {plain_accuracy:.1%}; "
-        f"the classifier on real test digits: {classifier_accuracy:.1%})"
+        f"codebook usage {metrics['codebook_usage']:.0%} of {pipe.vq_model.config.num_vq_embeddings} codes, "
+        f"bits/dim {metrics['bits_per_dim']:.3f} (uniform prior: {metrics['bits_per_dim_uniform_prior']:.3f}); "
+        f"class accuracy of {metrics['num_scored_samples']} samples: {metrics['sample_class_accuracy']:.1%} "
+        f"(without top-k or guidance: {metrics['sample_class_accuracy_without_top_k_or_guidance']:.1%}; "
+        f"the classifier on real test digits: {metrics['classifier_accuracy_on_real_test_digits']:.1%})"
     )
 
 

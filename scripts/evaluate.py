@@ -25,10 +25,9 @@ from transformers import AutoModel, AutoModelForCausalLM
 
 import hf_vq  # noqa: F401  (registers the model types)
 from hf_vq.data import load_eval_examples, load_eval_images
-from hf_vq.inception import load_inception
-from hf_vq.losses.lpips import load_lpips
-from hf_vq.metrics import bits_per_dim, latent_statistics, reconstruction_metrics, rfid
-from hf_vq.models.vae import VAEModel
+from hf_vq.metrics import evaluation_report, rfid
+from hf_vq.metrics.inception import load_inception
+from hf_vq.modules.lpips import load_lpips
 from hf_vq.utils.image_utils import make_grid
 
 GRID_IMAGES = 8
@@ -70,27 +69,12 @@ def evaluate(args: argparse.Namespace) -> dict:
         images = load_eval_images(args.dataset, args.split, resolution, channels, args.max_images, args.image_column,
                                   args.dataset_config)  # fmt: skip
     lpips = load_lpips(args.lpips_weights) if args.lpips_weights else None
-    metrics: dict = reconstruction_metrics(model, images, args.batch_size, lpips=lpips)
-    latents = latent_statistics(model, images, batch_size=args.batch_size)
-    metrics["active_units"] = latents["active_units"]
-    metrics["num_latent_channels"] = latents["num_latent_channels"]
-    if "kl_per_channel" in latents:
-        metrics["kl_per_channel"] = [round(value, 6) for value in latents["kl_per_channel"].tolist()]
+    prior = AutoModelForCausalLM.from_pretrained(args.prior).eval() if args.prior else None
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
-    if isinstance(model, VAEModel):
-        result = bits_per_dim(model, images, batch_size=args.batch_size, num_samples=args.num_samples,
-                              generator=generator)  # fmt: skip
-        metrics.update({name: result[name] for name in ("bits_per_dim", "elbo_bits_per_dim", "decoder_scale")})
-        metrics["bits_per_dim_num_samples"] = args.num_samples
-    elif hasattr(model, "encode_indices"):
-        uniform = bits_per_dim(model, images, "uniform", batch_size=args.batch_size)
-        metrics["bits_per_dim_uniform_prior"] = uniform["bits_per_dim"]
-        metrics["decoder_scale"] = uniform["decoder_scale"]
-        if args.prior:
-            prior = AutoModelForCausalLM.from_pretrained(args.prior).eval()
-            learned = bits_per_dim(model, images, prior, class_labels=labels, batch_size=args.batch_size,
-                                   decoder_scale=uniform["decoder_scale"])  # fmt: skip
-            metrics["bits_per_dim"] = learned["bits_per_dim"]
+    metrics = evaluation_report(
+        model, images, prior=prior, class_labels=labels, lpips=lpips, batch_size=args.batch_size,
+        num_samples=args.num_samples, generator=generator,
+    )  # fmt: skip
     if args.inception_weights is not None:
         metrics["rfid"] = rfid(model, images, load_inception(args.inception_weights, model.device), args.batch_size)
     metrics.update({"dataset": args.dataset, "split": args.split, "resolution": resolution})

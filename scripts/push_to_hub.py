@@ -19,7 +19,7 @@ from pathlib import Path
 
 from huggingface_hub.errors import HfHubHTTPError
 
-from hf_vq.hub import push_training_outputs, stage_training_outputs
+from hf_vq.training.publishing import push_training_outputs, stage_training_outputs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import hf_vq
+from hf_vq.modules.lpips import LPIPS
 
 # Tiny backbone shared by the model tests: 16x16 inputs, two levels (f = 2), 8x8 latents.
 TINY_BACKBONE = dict(
@@ -21,6 +22,37 @@ TINY_BACKBONE = dict(
     latent_channels=4,
     sample_size=16,
 )
+
+# Tiny VQ models shared by the model, prior, metric and latent tests: 16x16 inputs; the VQ-GAN gives 8x8 code grids,
+# the VQ-VAE 4x4.
+TINY_VQGAN = dict(
+    block_out_channels=[16, 32],
+    layers_per_block=1,
+    norm_num_groups=8,
+    latent_channels=8,
+    vq_embed_dim=4,
+    num_vq_embeddings=32,
+    sample_size=16,
+)
+TINY_VQVAE = dict(
+    hidden_channels=32, residual_hidden_channels=16, num_vq_embeddings=32, vq_embed_dim=8, sample_size=16
+)
+
+QUANTIZER_VARIANTS = {
+    "plain": {},
+    "ema": {"vq_codebook_update": "ema"},
+    "cosine-factorized": {"vq_use_l2_norm": True, "vq_codebook_dim": 2, "vq_kmeans_init": True},
+    "restarts": {"vq_dead_code_threshold": 1},
+    "fsq": {"quantizer_type": "fsq", "fsq_levels": [4, 3, 3], "num_vq_embeddings": None},
+}
+
+
+def vqgan(**overrides) -> hf_vq.VQGANModel:
+    return hf_vq.VQGANModel(hf_vq.VQGANConfig(**{**TINY_VQGAN, **overrides}))
+
+
+def vqvae(**overrides) -> hf_vq.VQVAEModel:
+    return hf_vq.VQVAEModel(hf_vq.VQVAEConfig(**{**TINY_VQVAE, **overrides}))
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,3 +130,13 @@ def launch(args: list[str], num_processes: int = 1) -> subprocess.Popen:
 def finished(process: subprocess.Popen, timeout: int = 300) -> None:
     output, _ = process.communicate(timeout=timeout)
     assert process.returncode == 0, output[-4000:]
+
+
+def random_lpips(seed: int = 0) -> LPIPS:
+    """LPIPS with random weights and non-negative heads, as the released heads are."""
+    torch.manual_seed(seed)
+    model = LPIPS()
+    with torch.no_grad():
+        for head in model.heads:
+            head.weight.abs_()
+    return model

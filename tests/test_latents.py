@@ -10,7 +10,7 @@ from torch import nn
 import hf_vq
 from hf_vq.latents import apply_attribute, attribute_vector, encode_latents, interpolate, lerp, slerp
 
-from .test_vq_models import vqgan
+from .conftest import vqgan
 
 
 def random_vector(shape=(4, 2, 2), seed=0) -> torch.Tensor:

@@ -1,5 +1,10 @@
-"""Training losses combined in the training loop (models return only their own terms)."""
+"""Training losses combined in the training loop (models return only their own terms).
 
+The LPIPS network lives in `hf_vq.modules.lpips` (the metrics use it too); it is re-exported here as the perceptual
+loss.
+"""
+
+from ..modules.lpips import LPIPS, load_lpips
 from .gan import (
     GAN_LOSSES,
     LeCAM,
@@ -9,7 +14,6 @@ from .gan import (
     non_saturating_d_loss,
     non_saturating_g_loss,
 )
-from .lpips import LPIPS, load_lpips
 from .reconstruction import reconstruction_loss
 
 __all__ = [

@@ -1,5 +1,6 @@
 from .autoencoder import AutoencoderConfig, AutoencoderModel, AutoencoderOutput
 from .discriminator import PatchDiscriminator, PatchDiscriminatorConfig
+from .modeling_vq import VQAutoencoderOutput, VQPreTrainedModel
 from .prior import VQPriorConfig, VQPriorForCausalLM
 from .vae import VAEConfig, VAEModel, VAEOutput
 from .vqgan import VQGANConfig, VQGANModel
@@ -27,10 +28,12 @@ __all__ = [
     "VAEConfig",
     "VAEModel",
     "VAEOutput",
+    "VQAutoencoderOutput",
     "VQGANConfig",
     "VQGANModel",
     "VQVAEConfig",
     "VQPriorConfig",
     "VQPriorForCausalLM",
+    "VQPreTrainedModel",
     "VQVAEModel",
 ]

@@ -19,11 +19,15 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..utils.configuration_utils import check_choice, check_float, check_int, check_int_list
+from .checks import check_feature_maps, check_indices
 
 CODEBOOK_UPDATES = ("loss", "ema")
 # The VectorQuantizer's training state (k-means flag, EMA statistics, dead-code counters): buffers that a converted
 # diffusers or taming codebook has no equivalent for, and that `use_pretrained_codebook()` sets from the codebook.
 TRAINING_STATE_BUFFERS = ("initialized", "ema_cluster_size", "ema_embed_sum", "steps_unused")
+# Their state-dict keys in a VQ model, whose quantizer is `quantize` (diffusers' and taming's name too): the keys that
+# loading a converted checkpoint leaves missing.
+QUANTIZER_STATE_KEYS = tuple(f"quantize.{name}" for name in TRAINING_STATE_BUFFERS)
 # Upper bound on the elements of the (chunk x K) distance buffer: 2**23 float32 = 32 MiB. Measured on 2 CPU cores
 # (BENCHMARKS.md): as fast as smaller chunks on a quiet machine and much less hurt by a busy one.
 DEFAULT_SEARCH_CHUNK_ELEMENTS = 2**23
@@ -112,26 +116,6 @@ def _to_rows(latents: torch.Tensor) -> torch.Tensor:
 
 def _to_grid(rows: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
     return rows.view(batch, height, width, -1).permute(0, 3, 1, 2)  # (B, C, H, W)
-
-
-def _check_latents(latents: torch.Tensor, channels: int) -> None:
-    if not isinstance(latents, torch.Tensor) or latents.ndim != 4 or latents.shape[1] != channels:
-        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-        raise ValueError(f"the quantizer takes latents of shape (batch, {channels}, height, width), got {shape}")
-
-
-def check_indices(indices: torch.Tensor, num_embeddings: int) -> None:
-    """Raise a clear `ValueError` unless `indices` is an integer (B, h, w) grid of codes in [0, num_embeddings)."""
-    if not isinstance(indices, torch.Tensor) or indices.ndim != 3:
-        shape = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__
-        raise ValueError(f"indices must be a (batch, height, width) grid of code indices, got shape {shape}")
-    if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
-        raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}")
-    if indices.numel() and (indices.min() < 0 or indices.max() >= num_embeddings):
-        raise ValueError(
-            f"indices must lie in [0, {num_embeddings}) (the codebook size), got values in "
-            f"[{indices.min().item()}, {indices.max().item()}]"
-        )
 
 
 def _distributed() -> bool:
@@ -261,7 +245,7 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         """Quantize latents (B, C, H, W) to their nearest codes."""
-        _check_latents(latents, self.embedding_dim)
+        check_feature_maps(latents, "latents", self.embedding_dim, "embedding_dim")
         batch, _, height, width = latents.shape
         with torch.autocast(device_type=latents.device.type, enabled=False):
             z = self._project_in(_to_rows(latents.float()))  # (N, d), N = B*H*W
@@ -453,7 +437,7 @@ class FSQ(nn.Module):
 
     def forward(self, latents: torch.Tensor) -> QuantizerOutput:
         """Quantize latents (B, C, H, W) channel by channel."""
-        _check_latents(latents, self.embedding_dim)
+        check_feature_maps(latents, "latents", self.embedding_dim, "embedding_dim")
         batch, _, height, width = latents.shape
         with torch.autocast(device_type=latents.device.type, enabled=False):
             z = _to_rows(latents.float())  # (N, C)

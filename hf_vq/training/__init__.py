@@ -6,8 +6,9 @@ import logging
 
 from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingArguments, parse_arguments
 from .encoding import encode_dataset
-from .objectives import FAMILIES, Family
-from .prior import PriorTrainer
+from .families import FAMILIES, TRAINERS, Family
+from .image_trainer import ImageTrainer
+from .prior_trainer import PriorTrainer
 from .trainer import NonFiniteLossError, Trainer
 
 
@@ -17,15 +18,16 @@ def main(family: str, argv: list[str] | None = None) -> dict:
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; one of {list(FAMILIES)}")
     spec = FAMILIES[family]
-    trainer_class = PriorTrainer if spec.data == "codes" else Trainer
     parsed = parse_arguments(with_gan=spec.adversarial, argv=argv, with_prior=spec.data == "codes")
-    return trainer_class(spec, parsed).run()
+    return spec.trainer_class(spec, parsed).run()
 
 
 __all__ = [
     "FAMILIES",
+    "TRAINERS",
     "Family",
     "GANArguments",
+    "ImageTrainer",
     "NonFiniteLossError",
     "ParsedArguments",
     "PriorArguments",

@@ -71,42 +71,30 @@ def encode_dataset(
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
     accelerator = accelerator or Accelerator(cpu=not torch.accelerator.is_available())
-    config = vq_model.config
-    resolution = resolution or config.sample_size
-    grid = (latent_side(config, resolution),) * 2
+    resolution = resolution or vq_model.config.sample_size
+    latent_side(vq_model.config, resolution)  # checks the resolution
     vq_model = vq_model.to(accelerator.device).eval()
     staging = output_dir.with_name(output_dir.name + ".partial")
     if accelerator.is_main_process and staging.exists():
         shutil.rmtree(staging)  # left by an interrupted run
     accelerator.wait_for_everyone()
 
-    counts: dict[str, Any] = {}
+    counts = {}
     for split in splits:
         dataset = load_image_dataset(source, split, dataset_config)
         stream = ImageStream(
             dataset,
             resolution,
-            num_channels=config.in_channels,
+            num_channels=vq_model.config.in_channels,
             image_column=image_column,
             label_column=label_column,
             shuffle_buffer=1,  # the dataset's own order
             rank=accelerator.process_index,
             world_size=accelerator.num_processes,
         )
-        indices, labels = [], []
-        for batch in image_dataloader(stream, batch_size, drop_last=False):
-            codes = vq_model.encode_indices(batch["pixel_values"].to(accelerator.device))
-            indices.append(codes.flatten(1).to(torch.int32).cpu().numpy())
-            if label_column is not None:
-                labels.append(batch["labels"].numpy())
-        features = {"indices": SequenceFeature(Value("int32"), length=grid[0] * grid[1])}
-        columns: dict[str, Any] = {"indices": list(np.concatenate(indices)) if indices else []}
         label_feature = _label_feature(dataset.features, label_column)
-        if label_feature is not None:
-            features["label"] = label_feature
-            columns["label"] = np.concatenate(labels).tolist() if labels else []
-        shard = Dataset.from_dict(columns, features=Features(features))
-        shard.save_to_disk(str(staging / "shards" / split / f"rank-{accelerator.process_index}"))
+        shard = _encode_shard(vq_model, stream, label_feature, batch_size, accelerator.device)
+        shard.save_to_disk(str(_shard_path(staging, split, accelerator.process_index)))
         counts[split] = {"records_read": stream.records_read, "skipped": dict(stream.skip_counts)}
         logger.info(
             "split %s, rank %d: %d images encoded, %d records skipped",
@@ -115,11 +103,7 @@ def encode_dataset(
             stream.records_yielded,
             stream.records_read - stream.records_yielded,
         )
-    # Every process's counts, summed on process 0 (they go into the info file).
-    totals = torch.tensor(
-        [[counts[s]["records_read"], *counts[s]["skipped"].values()] for s in splits], device=accelerator.device
-    )
-    totals = accelerator.reduce(totals, reduction="sum").cpu()
+    totals = _summed_counts(counts, accelerator)
     accelerator.wait_for_everyone()
     result = None
     if accelerator.is_main_process:
@@ -127,7 +111,7 @@ def encode_dataset(
             {
                 split: concatenate_datasets(
                     [
-                        load_from_disk(str(staging / "shards" / split / f"rank-{rank}"))
+                        load_from_disk(str(_shard_path(staging, split, rank)))
                         for rank in range(accelerator.num_processes)
                     ]
                 )
@@ -136,32 +120,64 @@ def encode_dataset(
         )
         final = staging / "dataset"
         result.save_to_disk(str(final))
-        reasons = list(counts[splits[0]]["skipped"])
         info = {
             "vq_model": _describe_model(vq_model_name_or_path) if vq_model_name_or_path else None,
             "vq_model_class": type(vq_model).__name__,
-            "codebook_size": config.num_vq_embeddings,
-            "token_grid_size": list(grid),
+            "codebook_size": vq_model.config.num_vq_embeddings,
+            "token_grid_size": [latent_side(vq_model.config, resolution)] * 2,
             "resolution": resolution,
             "source": source,
             "image_column": image_column,
             "label_column": label_column,
             "splits": {
-                split: {
-                    "records_read": int(row[0]),
-                    "encoded": len(result[split]),
-                    "skipped": dict(zip(reasons, (int(v) for v in row[1:]), strict=True)),
-                }
-                for split, row in zip(splits, totals, strict=True)
+                split: {"encoded": len(result[split]), **split_totals} for split, split_totals in totals.items()
             },
         }
         (final / CODES_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
         del result
-        os.replace(final, output_dir)
+        os.replace(final, output_dir)  # the finished dataset appears in one rename
         shutil.rmtree(staging)
         result = load_from_disk(str(output_dir))
     accelerator.wait_for_everyone()
     return result
+
+
+def _shard_path(staging: Path, split: str, rank: int) -> Path:
+    return staging / "shards" / split / f"rank-{rank}"
+
+
+def _encode_shard(
+    vq_model: torch.nn.Module, stream: ImageStream, label_feature: Any, batch_size: int, device: torch.device
+) -> Dataset:
+    """This process's shard of one split as a `Dataset`: the codes of each image (h*w, int32) and, with a
+    `label_feature` (the label column's feature), its label."""
+    indices, labels = [], []
+    for batch in image_dataloader(stream, batch_size, drop_last=False):
+        codes = vq_model.encode_indices(batch["pixel_values"].to(device))  # (B, h, w)
+        indices.append(codes.flatten(1).to(torch.int32).cpu().numpy())  # (B, h*w)
+        if label_feature is not None:
+            labels.append(batch["labels"].numpy())
+    grid = latent_side(vq_model.config, stream.resolution) ** 2
+    features = {"indices": SequenceFeature(Value("int32"), length=grid)}
+    columns: dict[str, Any] = {"indices": list(np.concatenate(indices)) if indices else []}
+    if label_feature is not None:
+        features["label"] = label_feature
+        columns["label"] = np.concatenate(labels).tolist() if labels else []
+    return Dataset.from_dict(columns, features=Features(features))
+
+
+def _summed_counts(counts: dict[str, dict[str, Any]], accelerator: Accelerator) -> dict[str, dict[str, Any]]:
+    """Records read and skipped per split (per reason), summed over every process (for the info file)."""
+    splits = list(counts)
+    reasons = list(counts[splits[0]]["skipped"])
+    totals = torch.tensor(
+        [[counts[s]["records_read"], *counts[s]["skipped"].values()] for s in splits], device=accelerator.device
+    )
+    totals = accelerator.reduce(totals, reduction="sum").cpu()
+    return {
+        split: {"records_read": int(row[0]), "skipped": dict(zip(reasons, (int(v) for v in row[1:]), strict=True))}
+        for split, row in zip(splits, totals, strict=True)
+    }
 
 
 def read_codes_info(path: str | os.PathLike) -> dict[str, Any] | None:

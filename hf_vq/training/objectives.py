@@ -1,88 +1,83 @@
-"""What each family trains on: the model class and its generator loss terms.
+"""What each family minimizes: one objective per family, from a batch to named loss terms.
 
-The models return only their own terms (KL, quantizer losses); the reconstruction and perceptual terms and their
-weighting live here, one function per family, so that the loop is the same for every family.
+The models return only their own terms (KL, quantizer losses, an LM's next-token loss); the reconstruction and
+perceptual terms and their weighting live here, so that the loop is the same for every family. The adversarial term
+of the VQ-GAN is added by the loop (`hf_vq.training.adversarial`), since it needs the discriminator.
+
+An objective is `objective(model, batch, context) -> (terms, output)`: `model` is the model as prepared by Accelerate
+(call it for the forward, so that DDP sees it), `batch` a dict of tensors on the model's device, `terms` maps each
+term's name to a scalar (their sum is the loss), `output` is the model's output (the loop logs its `perplexity` /
+`usage` and the GAN part reads its `reconstruction`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from transformers import PreTrainedConfig, PreTrainedModel
 
 from ..losses import reconstruction_loss
-from ..models import (
-    AutoencoderConfig,
-    AutoencoderModel,
-    VAEConfig,
-    VAEModel,
-    VQGANConfig,
-    VQGANModel,
-    VQPriorConfig,
-    VQPriorForCausalLM,
-    VQVAEConfig,
-    VQVAEModel,
-)
 from .arguments import TrainingArguments
 
-# (model output, pixel_values, perceptual distances (B,) or None, training arguments) -> {term name: scalar}
-LossTerms = Callable[[object, torch.Tensor, "torch.Tensor | None", TrainingArguments], dict[str, torch.Tensor]]
-
-
-def pixel_terms(output, pixel_values: torch.Tensor, perceptual, args: TrainingArguments, default: str) -> dict:
-    """Mean pixel loss plus the weighted mean LPIPS distance (when LPIPS weights were given)."""
-    terms = {
-        "reconstruction": reconstruction_loss(output.reconstruction, pixel_values, args.reconstruction_loss or default)
-    }
-    if perceptual is not None:
-        terms["perceptual"] = args.perceptual_weight * perceptual.mean()
-    return terms
-
-
-def autoencoder_terms(output, pixel_values, perceptual, args) -> dict[str, torch.Tensor]:
-    return pixel_terms(output, pixel_values, perceptual, args, default="l2")
-
-
-def vae_terms(output, pixel_values, perceptual, args) -> dict[str, torch.Tensor]:
-    """A negative ELBO: the pixel loss summed over each image (a log-likelihood per image, as the KL is in nats
-    per image), plus the LPIPS distance counted at every pixel as LDM does, plus the model's beta / free-bits KL."""
-    loss_type = args.reconstruction_loss or "l2"
-    terms = {"reconstruction": reconstruction_loss(output.reconstruction, pixel_values, loss_type, reduction="sum")}
-    if perceptual is not None:
-        pixels = pixel_values[0].numel()
-        terms["perceptual"] = args.perceptual_weight * perceptual.mean() * pixels
-    terms["kl"] = output.kl_loss
-    return terms
-
-
-def vq_terms(default: str) -> LossTerms:
-    def terms(output, pixel_values, perceptual, args) -> dict[str, torch.Tensor]:
-        result = pixel_terms(output, pixel_values, perceptual, args, default=default)
-        result["quantizer"] = args.codebook_weight * output.quantizer_loss
-        return result
-
-    return terms
+LossTerms = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
-class Family:
-    """A trainable model family: its config and model classes, its loss terms, whether it has a discriminator, and
-    what it trains on: "images" (`Trainer`) or "codes" (`PriorTrainer`, whose loss is the LM's next-token loss)."""
+class ObjectiveContext:
+    """What an objective may read besides the batch: the arguments, the optimizer step, the model without its DDP
+    wrapper (for its own helpers, e.g. the prior's `build_inputs`) and the LPIPS network (None: no perceptual term)."""
 
-    name: str
-    config_class: type[PreTrainedConfig]
-    model_class: type[PreTrainedModel]
-    loss_terms: LossTerms | None
-    adversarial: bool = False
-    data: str = "images"
+    args: TrainingArguments
+    step: int
+    module: torch.nn.Module
+    lpips: torch.nn.Module | None = None
 
 
-FAMILIES: dict[str, Family] = {
-    "autoencoder": Family("autoencoder", AutoencoderConfig, AutoencoderModel, autoencoder_terms),
-    "vae": Family("vae", VAEConfig, VAEModel, vae_terms),
-    "vqvae": Family("vqvae", VQVAEConfig, VQVAEModel, vq_terms(default="l2")),
-    "vqgan": Family("vqgan", VQGANConfig, VQGANModel, vq_terms(default="l1"), adversarial=True),
-    "prior": Family("prior", VQPriorConfig, VQPriorForCausalLM, loss_terms=None, data="codes"),
-}
+Objective = Callable[[torch.nn.Module, dict[str, torch.Tensor], ObjectiveContext], tuple[LossTerms, Any]]
+
+
+def _perceptual(context: ObjectiveContext, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """LPIPS distance of each image (B,), or None without LPIPS weights."""
+    return None if context.lpips is None else context.lpips(reconstruction, target)
+
+
+def image_objective(default_loss: str, quantizer: bool = False) -> Objective:
+    """Mean pixel loss (`default_loss` unless `--reconstruction_loss` says otherwise) plus the weighted mean LPIPS
+    distance; with `quantizer`, plus the VQ model's codebook and commitment terms times `--codebook_weight`."""
+
+    def objective(model, batch, context: ObjectiveContext) -> tuple[LossTerms, Any]:
+        pixel_values, args = batch["pixel_values"], context.args
+        output = model(pixel_values)
+        loss_type = args.reconstruction_loss or default_loss
+        terms = {"reconstruction": reconstruction_loss(output.reconstruction, pixel_values, loss_type)}
+        perceptual = _perceptual(context, output.reconstruction, pixel_values)
+        if perceptual is not None:
+            terms["perceptual"] = args.perceptual_weight * perceptual.mean()
+        if quantizer:
+            terms["quantizer"] = args.codebook_weight * output.quantizer_loss
+        return terms, output
+
+    return objective
+
+
+def vae_objective(model, batch, context: ObjectiveContext) -> tuple[LossTerms, Any]:
+    """A negative ELBO: the pixel loss summed over each image (a log-likelihood per image, as the KL is in nats per
+    image), plus the LPIPS distance counted at every pixel as LDM does, plus the model's beta / free-bits KL."""
+    pixel_values, args = batch["pixel_values"], context.args
+    output = model(pixel_values)
+    loss_type = args.reconstruction_loss or "l2"
+    terms = {"reconstruction": reconstruction_loss(output.reconstruction, pixel_values, loss_type, reduction="sum")}
+    perceptual = _perceptual(context, output.reconstruction, pixel_values)
+    if perceptual is not None:
+        terms["perceptual"] = args.perceptual_weight * perceptual.mean() * pixel_values[0].numel()
+    terms["kl"] = output.kl_loss
+    return terms, output
+
+
+def causal_lm_objective(model, batch, context: ObjectiveContext) -> tuple[LossTerms, Any]:
+    """The GPT prior's next-token cross-entropy over `[prefix, codes]` (`CodeStream` already checked the values)."""
+    input_ids = context.module.build_inputs(batch["indices"], batch["class_labels"], check_values=False)
+    output = model(input_ids, labels=input_ids)
+    return {"nll": output.loss}, output

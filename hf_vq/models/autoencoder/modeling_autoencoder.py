@@ -8,8 +8,9 @@ import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ...modeling_utils import HubMixin
-from ...modules.backbone import build_decoder, build_encoder, check_latents, check_pixel_values, init_conv_weights
+from ...modules.backbone import build_decoder, build_encoder, init_conv_weights
+from ...modules.checks import check_feature_maps, check_pixel_values
+from ..modeling_utils import HubMixin
 from .configuration_autoencoder import AutoencoderConfig
 
 
@@ -86,7 +87,7 @@ class AutoencoderModel(AutoencoderPreTrainedModel):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, latent_channels, h, w) -> images (B, out_channels, h*f, w*f)."""
-        check_latents(latents, self.config.latent_channels)
+        check_feature_maps(latents, "latents", self.config.latent_channels, "latent_channels")
         return self.decoder(latents)
 
     def forward(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> AutoencoderOutput:

@@ -15,7 +15,8 @@ from torch import nn
 from torch.nn import init
 from transformers import PreTrainedModel
 
-from ...modeling_utils import HubMixin
+from ...modules.checks import check_feature_maps
+from ..modeling_utils import HubMixin
 from .configuration_discriminator import PatchDiscriminatorConfig
 
 _KERNEL_SIZE = 4
@@ -93,28 +94,9 @@ class PatchDiscriminator(PatchDiscriminatorPreTrainedModel):
         self.main = nn.Sequential(*layers)
         self.post_init()
 
-    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
-        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4:
-            shape = (
-                tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-            )
-            raise ValueError(f"`pixel_values` must be a tensor of shape (batch, channels, height, width), got {shape}")
-        if not pixel_values.is_floating_point():
-            raise ValueError(f"`pixel_values` must be a float tensor with values in [-1, 1], got {pixel_values.dtype}")
-        channels, height, width = pixel_values.shape[1:]
-        if channels != self.config.in_channels:
-            raise ValueError(
-                f"`pixel_values` has {channels} channels but the discriminator was configured with "
-                f"in_channels={self.config.in_channels}"
-            )
-        minimum = self.config.min_input_size
-        if height < minimum or width < minimum:
-            raise ValueError(
-                f"`pixel_values` is {height}x{width}; a discriminator with num_layers={self.config.num_layers} "
-                f"needs at least {minimum}x{minimum} to give one logit"
-            )
-
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Images (B, in_channels, H, W) in [-1, 1] -> patch logits (B, 1, h, w); > 0 leans "real"."""
-        self._check_pixel_values(pixel_values)
+        check_feature_maps(
+            pixel_values, "pixel_values", self.config.in_channels, "in_channels", min_size=self.config.min_input_size
+        )
         return self.main(pixel_values)

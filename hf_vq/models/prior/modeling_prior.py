@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from transformers import GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from ...modeling_utils import HubMixin
+from ..modeling_utils import HubMixin
 from .configuration_prior import VQPriorConfig
 
 
@@ -59,6 +59,7 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
     """
 
     config_class = VQPriorConfig
+    auto_class_name = "AutoModelForCausalLM"
 
     def __init__(self, config: VQPriorConfig):
         super().__init__(config)

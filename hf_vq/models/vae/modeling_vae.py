@@ -10,27 +10,15 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ...modeling_utils import HubMixin
-from ...modules.backbone import (
-    build_decoder,
-    build_encoder,
-    check_latents,
-    check_pixel_values,
-    diffusers_config_kwargs,
-    init_conv_weights,
-)
+from ...conversion.diffusers import autoencoder_kl_from_vae, vae_config_from_autoencoder_kl
+from ...modules.backbone import build_decoder, build_encoder, init_conv_weights
+from ...modules.checks import check_feature_maps, check_pixel_values
 from ...modules.distributions import DiagonalGaussian
+from ..modeling_utils import HubMixin
 from .configuration_vae import VAEConfig
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL
-
-# diffusers' `AutoencoderKL` config keys that `VAEConfig` carries under the same name.
-_DIFFUSERS_KEYS = (
-    "in_channels", "out_channels", "down_block_types", "up_block_types", "block_out_channels", "layers_per_block",
-    "act_fn", "latent_channels", "norm_num_groups", "sample_size", "scaling_factor", "shift_factor", "latents_mean",
-    "latents_std", "use_quant_conv", "use_post_quant_conv", "mid_block_add_attention",
-)  # fmt: skip
 
 
 @dataclass
@@ -90,7 +78,7 @@ class VAEModel(VAEPreTrainedModel):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, latent_channels, h, w) -> images (B, out_channels, h*f, w*f)."""
-        check_latents(latents, self.config.latent_channels)
+        check_feature_maps(latents, "latents", self.config.latent_channels, "latent_channels")
         if self.post_quant_conv is not None:
             latents = self.post_quant_conv(latents)
         return self.decoder(latents)
@@ -155,15 +143,10 @@ class VAEModel(VAEPreTrainedModel):
             autoencoder_kl: a diffusers `AutoencoderKL`.
             config_overrides: fields of `VAEConfig` that diffusers does not have, e.g. `beta` or `free_bits`.
         """
-        config = VAEConfig(**diffusers_config_kwargs(autoencoder_kl.config, _DIFFUSERS_KEYS), **config_overrides)
-        model = cls(config)
-        model.load_state_dict(autoencoder_kl.state_dict(), strict=True)  # copies values, keeps float32
+        model = cls(VAEConfig(**vae_config_from_autoencoder_kl(autoencoder_kl.config), **config_overrides))
+        model.load_state_dict(autoencoder_kl.state_dict(), strict=True)  # the same keys; copies values, keeps float32
         return model
 
     def to_diffusers(self) -> AutoencoderKL:
         """This network as a diffusers `AutoencoderKL`, weights copied key for key."""
-        from diffusers import AutoencoderKL
-
-        autoencoder_kl = AutoencoderKL(**diffusers_config_kwargs(self.config, _DIFFUSERS_KEYS))
-        autoencoder_kl.load_state_dict(self.state_dict(), strict=True)  # copies values, keeps float32
-        return autoencoder_kl
+        return autoencoder_kl_from_vae(self.config, self.state_dict())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ...conversion.taming import taming_config_kwargs
 from ...utils.configuration_utils import ConvAutoencoderConfig, QuantizerConfigMixin, check_choice
 
 
@@ -59,32 +60,22 @@ class VQGANConfig(ConvAutoencoderConfig, QuantizerConfigMixin):
         out_ch: int = 3,
         **overrides,
     ) -> VQGANConfig:
-        """The config of a taming `VQModel` from its `ddconfig` entries, `n_embed` and `embed_dim`.
+        """The config of a taming `VQModel` from its `ddconfig` entries, `n_embed` and `embed_dim` (the mapping is
+        `hf_vq.conversion.taming.taming_config_kwargs`), plus `overrides` of other fields.
 
         taming's level i has `ch * ch_mult[i]` channels at resolution `resolution / 2**i`, with attention after each
         residual block when that resolution is in `attn_resolutions`; the decoder mirrors it.
         """
-        levels = len(ch_mult)
-        if ch_mult[0] != 1:
-            # taming's conv_in gives `ch` channels, diffusers' Encoder block_out_channels[0]: equal only then.
-            raise ValueError(f"`ch_mult[0]` must be 1 to match the diffusers layout, got ch_mult={list(ch_mult)}")
-        level_resolutions = [resolution // 2**i for i in range(levels)]
-        unmatched = sorted(set(attn_resolutions) - set(level_resolutions))
-        if unmatched:
-            raise ValueError(
-                f"`attn_resolutions` {unmatched} match no level: the levels run at resolutions {level_resolutions}"
-            )
-        attention = [size in attn_resolutions for size in level_resolutions]
-        return cls(
+        taming = taming_config_kwargs(
+            ch=ch,
+            ch_mult=ch_mult,
+            num_res_blocks=num_res_blocks,
+            attn_resolutions=attn_resolutions,
+            resolution=resolution,
+            z_channels=z_channels,
+            n_embed=n_embed,
+            embed_dim=embed_dim,
             in_channels=in_channels,
-            out_channels=out_ch,
-            block_out_channels=[ch * m for m in ch_mult],
-            down_block_types=["AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in attention],
-            up_block_types=["AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(attention)],
-            layers_per_block=num_res_blocks,
-            latent_channels=z_channels,
-            sample_size=resolution,
-            num_vq_embeddings=n_embed,
-            vq_embed_dim=embed_dim,
-            **overrides,
+            out_ch=out_ch,
         )
+        return cls(**taming, **overrides)

@@ -1,50 +1,43 @@
-"""VQ-GAN autoencoder (taming-transformers' architecture) with the state-dict layout of diffusers' `VQModel`."""
+"""VQ-GAN autoencoder (taming-transformers' architecture) with the state-dict layout of diffusers' `VQModel`.
+
+`forward`, `encode_indices` and `decode_indices` are the VQ models' shared ones, in `VQPreTrainedModel`
+(`..modeling_vq`); this file builds the network and converts from and to diffusers and taming (the mappings are in
+`hf_vq.conversion`).
+"""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
-from ...modeling_utils import HubMixin
-from ...modules.backbone import (
-    build_decoder,
-    build_encoder,
-    check_latents,
-    check_pixel_values,
-    diffusers_config_kwargs,
-    init_conv_weights,
+from ...conversion.diffusers import vq_model_from_vqgan, vqgan_config_from_vq_model
+from ...conversion.taming import (
+    convert_taming_state_dict,
+    infer_taming_config,
+    load_taming_state_dict,
+    taming_config_from_yaml,
 )
-from ...modules.quantizers import TRAINING_STATE_BUFFERS, VectorQuantizer, build_quantizer
-from ...modules.vq_autoencoder import VQAutoencoderMixin
+from ...modules.backbone import build_decoder, build_encoder
+from ...modules.checks import check_feature_maps, check_pixel_values
+from ...modules.quantizers import build_quantizer
+from ..modeling_utils import HubMixin
+from ..modeling_vq import VQPreTrainedModel
 from .configuration_vqgan import VQGANConfig
 
 if TYPE_CHECKING:
     from diffusers import VQModel
 
-# diffusers' `VQModel` config keys that `VQGANConfig` carries under the same name.
-_DIFFUSERS_KEYS = (
-    "in_channels", "out_channels", "down_block_types", "up_block_types", "block_out_channels", "layers_per_block",
-    "act_fn", "latent_channels", "sample_size", "num_vq_embeddings", "norm_num_groups", "vq_embed_dim",
-    "scaling_factor", "norm_type", "mid_block_add_attention",
-)  # fmt: skip
-# State-dict keys of the quantizer's training state, which diffusers' and taming's checkpoints do not have.
-QUANTIZER_STATE_KEYS = tuple(f"quantize.{name}" for name in TRAINING_STATE_BUFFERS)
 
-
-class VQGANPreTrainedModel(HubMixin, PreTrainedModel):
+class VQGANPreTrainedModel(HubMixin, VQPreTrainedModel):
     config_class = VQGANConfig
     base_model_prefix = "vqgan"
-    main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
 
-    def _init_weights(self, module):
-        init_conv_weights(module)
 
-
-class VQGANModel(VQAutoencoderMixin, VQGANPreTrainedModel):
+class VQGANModel(VQGANPreTrainedModel):
     """VQ-GAN autoencoder: encoder, `quant_conv`, quantizer, `post_quant_conv`, decoder.
 
     `forward(pixel_values)` returns a `VQAutoencoderOutput`; `encode_indices` / `decode_indices` map images to code
@@ -70,7 +63,7 @@ class VQGANModel(VQAutoencoderMixin, VQGANPreTrainedModel):
 
     def decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:
         """Quantized latents (B, vq_embed_dim, h, w) -> images (B, out_channels, h*f, w*f)."""
-        check_latents(quantized, self.config.vq_embed_dim)
+        check_feature_maps(quantized, "latents", self.config.vq_embed_dim, "vq_embed_dim")
         return self.decoder(self.post_quant_conv(quantized))
 
     @classmethod
@@ -81,16 +74,8 @@ class VQGANModel(VQAutoencoderMixin, VQGANPreTrainedModel):
             vq_model: a diffusers `VQModel` with `norm_type="group"`.
             config_overrides: fields diffusers does not have, e.g. `vq_beta` or `vq_codebook_update="ema"`.
         """
-        source = diffusers_config_kwargs(vq_model.config, _DIFFUSERS_KEYS)
-        if source.get("norm_type", "group") != "group":
-            raise ValueError(f"VQModel with norm_type={source['norm_type']!r} (MoVQ) is not supported, only 'group'")
-        model = cls(VQGANConfig(**source, **config_overrides))
-        missing, unexpected = model.load_state_dict(vq_model.state_dict(), strict=False)
-        missing = [key for key in missing if key not in QUANTIZER_STATE_KEYS]  # ours alone; set just below
-        if missing or unexpected:
-            raise ValueError(f"VQModel does not match VQGANModel: missing {missing}, unexpected {unexpected}")
-        if isinstance(model.quantize, VectorQuantizer):
-            model.quantize.use_pretrained_codebook()
+        model = cls(VQGANConfig(**vqgan_config_from_vq_model(vq_model.config), **config_overrides))
+        model.load_converted_state_dict(vq_model.state_dict(), source="VQModel")
         return model
 
     def to_diffusers(self) -> VQModel:
@@ -99,18 +84,37 @@ class VQGANModel(VQAutoencoderMixin, VQGANPreTrainedModel):
         Only a plain quantizer has a diffusers equivalent: no FSQ, cosine codes or factorized codebook. (An EMA
         codebook converts: the EMA only trains it.)
         """
-        from diffusers import VQModel
+        return vq_model_from_vqgan(self.config, self.state_dict())
 
-        quantize = self.quantize
-        if not isinstance(quantize, VectorQuantizer) or quantize.use_l2_norm or quantize.out_proj is not None:
-            raise ValueError(
-                "diffusers' VQModel has a plain nearest-neighbour codebook: a model with quantizer_type='fsq', "
-                "vq_use_l2_norm=True or vq_codebook_dim set would quantize differently there, so it is not converted"
-            )
-        vq_model = VQModel(**diffusers_config_kwargs(self.config, _DIFFUSERS_KEYS))
-        target_keys = vq_model.state_dict().keys()
-        vq_model.load_state_dict({k: v for k, v in self.state_dict().items() if k in target_keys}, strict=True)
-        return vq_model
+    @classmethod
+    def from_taming(
+        cls,
+        checkpoint: str | os.PathLike,
+        config: VQGANConfig | str | os.PathLike | None = None,
+        resolution: int | None = None,
+        allow_unsafe_pickle: bool = False,
+    ) -> VQGANModel:
+        """A model (in eval mode) with the weights of a taming-transformers / LDM VQ checkpoint (see
+        `hf_vq.conversion.taming`, and `scripts/convert_taming_checkpoint.py` for the command line).
+
+        Args:
+            checkpoint: the checkpoint (`.ckpt`, `.pt`, `.pth`, `.bin` or `.safetensors`).
+            config: a `VQGANConfig`, or the path of the taming config YAML. `None` infers it from the weights, which
+                then needs `resolution`.
+            resolution: the training resolution, when no config is given (see `infer_taming_config`).
+            allow_unsafe_pickle: unpickle Python objects in the checkpoint (see `load_taming_state_dict`); only for
+                files you trust.
+        """
+        if config is not None and resolution is not None:
+            raise ValueError("give either config or resolution: the config already holds the resolution")
+        state_dict = load_taming_state_dict(checkpoint, allow_unsafe_pickle=allow_unsafe_pickle)
+        if config is None:
+            config = VQGANConfig(**infer_taming_config(state_dict, resolution))
+        elif not isinstance(config, VQGANConfig):
+            config = VQGANConfig(**taming_config_from_yaml(config))
+        model = cls(config)
+        model.load_converted_state_dict(convert_taming_state_dict(state_dict, model), source="the taming checkpoint")
+        return model.eval()
 
 
 __all__ = ["VQGANModel", "VQGANPreTrainedModel"]

@@ -1,16 +1,19 @@
-"""VQ-VAE with the architecture of the paper (van den Oord et al. 2017, sec. 4.1)."""
+"""VQ-VAE with the architecture of the paper (van den Oord et al. 2017, sec. 4.1).
+
+`forward`, `encode_indices` and `decode_indices` are the VQ models' shared ones, in `VQPreTrainedModel`
+(`..modeling_vq`); this file builds the network.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 
-from ...modeling_utils import HubMixin
-from ...modules.backbone import check_latents, check_pixel_values, init_conv_weights
+from ...modules.checks import check_feature_maps, check_pixel_values
 from ...modules.quantizers import build_quantizer
-from ...modules.vq_autoencoder import VQAutoencoderMixin
+from ..modeling_utils import HubMixin
+from ..modeling_vq import VQPreTrainedModel
 from .configuration_vqvae import VQVAEConfig
 
 
@@ -79,16 +82,12 @@ class VQVAEDecoder(nn.Module):
         return hidden
 
 
-class VQVAEPreTrainedModel(HubMixin, PreTrainedModel):
+class VQVAEPreTrainedModel(HubMixin, VQPreTrainedModel):
     config_class = VQVAEConfig
     base_model_prefix = "vqvae"
-    main_input_name = "pixel_values"
-
-    def _init_weights(self, module):
-        init_conv_weights(module)
 
 
-class VQVAEModel(VQAutoencoderMixin, VQVAEPreTrainedModel):
+class VQVAEModel(VQVAEPreTrainedModel):
     """VQ-VAE: encoder, 1x1 `quant_conv` to `vq_embed_dim`, quantizer, decoder.
 
     `forward(pixel_values)` returns a `VQAutoencoderOutput`; `encode_indices` / `decode_indices` map images to code
@@ -113,5 +112,5 @@ class VQVAEModel(VQAutoencoderMixin, VQVAEPreTrainedModel):
 
     def decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:
         """Quantized latents (B, vq_embed_dim, h, w) -> images (B, out_channels, h*f, w*f)."""
-        check_latents(quantized, self.config.vq_embed_dim)
+        check_feature_maps(quantized, "latents", self.config.vq_embed_dim, "vq_embed_dim")
         return self.decoder(quantized)

@@ -1,0 +1,141 @@
+"""Model cards: rendering from config, training arguments, dataset and metrics, the checks, and the templates that
+ship in the wheel."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from huggingface_hub import ModelCard
+
+import hf_vq
+from hf_vq.hub import FAMILY_CARDS, check_model_card, render_model_card, render_pipeline_card
+from hf_vq.models import MODEL_CLASSES
+
+from ..conftest import ROOT
+from .conftest import METRICS, MODELS, TRAINING_ARGS
+
+
+def python_blocks(card: ModelCard | str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", str(card), flags=re.S)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_family_has_a_card_whose_metadata_and_results_parse_and_whose_snippet_runs(name, tmp_path):
+    model = MODELS[name]()
+    model.save_pretrained(tmp_path / name)
+    repo_id = str(tmp_path / name)  # a local folder loads like a repo id: the snippet runs against it
+    inputs = dict(repo_id=repo_id, metrics=METRICS, dataset="org/celeba", training_args=TRAINING_ARGS,
+                  samples_image="samples/step-10.png")  # fmt: skip
+    card = render_model_card(model.config, **inputs)
+    assert str(card) == str(render_model_card(model.config, **inputs))  # a pure function of its inputs
+
+    loaded = ModelCard(str(card))  # what the Hub and ModelCard.load read
+    data = loaded.data
+    assert data.library_name == "hf_vq" and data.license == "apache-2.0" and data.datasets == ["org/celeba"]
+    assert data.tags[0] == "hf_vq" and FAMILY_CARDS[model.config.model_type][1][0] in data.tags
+    results = {result.metric_type: result for result in data.eval_results}
+    assert results["psnr"].metric_value == 25.1235 and results["codebook_usage"].metric_value == 0.75
+    assert results["psnr"].dataset_name == "org/celeba" and results["psnr"].dataset_split == "validation"
+    assert "![samples](samples/step-10.png)" in str(card)
+    assert "| learning_rate | `4.5e-06` |" in str(card) and "| num_processes | `2` |" in str(card)
+    assert "| steps_trained | `10` |" in str(card) and "output_dir" not in str(card)  # no local paths
+    assert "perceptual_weight" not in str(card)  # no LPIPS in this run
+    assert "## Limitations" in str(card) and "trust_remote_code" not in str(card)
+
+    (snippet,) = python_blocks(card)
+    namespace: dict = {}
+    exec(snippet, namespace)  # the usage snippet runs as written
+    if name == "prior":
+        assert namespace["codes"].shape == (2, 4, 4)
+    else:
+        assert namespace["reconstruction"].shape == namespace["images"].shape
+
+
+def test_the_pipeline_card_and_its_snippet(tmp_path):
+    vq, prior = MODELS["vqgan"](), MODELS["prior"]()
+    hf_vq.VQImageGenerationPipeline(vq, prior).save_pretrained(tmp_path / "pipe")
+    card = render_pipeline_card(vq.config, prior.config, repo_id=str(tmp_path / "pipe"), dataset="builtin:digits",
+                                metrics={"bits_per_dim": 4.5, "sample_class_accuracy": 0.9}, top_k=8,
+                                guidance_scale=1.5)  # fmt: skip
+    data = ModelCard(str(card)).data
+    assert data.datasets is None  # a builtin dataset is no Hub dataset
+    assert {"vq-gan", "vq-prior"} <= set(data.tags)
+    assert {r.metric_type: r.metric_value for r in data.eval_results} == {"bits_per_dim": 4.5, "accuracy": 0.9}
+    assert "upper bounds on the negative log-likelihood" in str(card)
+    (snippet,) = python_blocks(card)
+    os.chdir(tmp_path)  # the snippet saves sample.png
+    exec(snippet, {})
+    assert (tmp_path / "sample.png").is_file()
+
+
+def test_templates_share_their_common_parts():
+    """Each family template holds only what differs: the usage lines, the shared sections come from macros.md,
+    header.md and footer.md."""
+    folder = ROOT / "model_cards"
+    bodies = {body for body, *_ in FAMILY_CARDS.values()} | {"pipeline"}
+    assert {path.stem for path in folder.glob("*.md")} == bodies | {"macros", "header", "footer"}
+    for body in bodies:
+        text = (folder / f"{body}.md").read_text()
+        assert "card_data" not in text and "## Evaluation" not in text and "## Limitations" not in text
+        assert "from_pretrained" in text or "vq_usage()" in text or "load_model(" in text
+
+
+def test_bad_cards_and_tokens_are_refused(tmp_path, monkeypatch):
+    config = MODELS["vqgan"]().config
+    with pytest.raises(ValueError, match="model_type 'hf_vq_patch_discriminator'"):
+        render_model_card(hf_vq.PatchDiscriminatorConfig(), repo_id="org/d")
+    with pytest.raises(ValueError, match="library_name hf_vq"):
+        check_model_card("---\nlicense: mit\n---\n# a card\n")
+    leaky = {**TRAINING_ARGS, "training": {**TRAINING_ARGS["training"], "dataset": "hf_" + "a1B2" * 9}}
+    with pytest.raises(ValueError, match="access token"):
+        render_model_card(config, repo_id="org/x", training_args=leaky)
+    monkeypatch.setenv("HF_TOKEN", "my-very-own-secret")  # the configured token, whatever its shape
+    with pytest.raises(ValueError, match="access token"):
+        render_model_card(config, repo_id="org/my-very-own-secret")
+
+
+def test_a_family_card_without_training_or_metrics_says_so():
+    card = render_model_card(MODELS["vae"]().config, repo_id="org/vae")
+    assert "No evaluation was recorded" in str(card) and "No training arguments were recorded" in str(card)
+    assert ModelCard(str(card)).data.eval_results is None
+    assert "free bits 0.5" in str(card)
+
+
+def test_family_cards_name_the_classes_that_load_them():
+    """The cards know families by model_type only (hub is below models); their class names must match the models'."""
+    for model_type, card in FAMILY_CARDS.items():
+        assert card.model_class == MODEL_CLASSES[model_type].__name__, model_type
+    pipe_card = render_pipeline_card(MODELS["vqgan"]().config, MODELS["prior"]().config, repo_id="org/p")
+    assert "a `VQGANModel`" in str(pipe_card)
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_every_card_template(tmp_path):
+    """The templates live in the top-level model_cards/ and install as hf_vq/model_cards/ (setup.py, pyproject.toml).
+    The wheel is built offline from a copy of the sources, so the tree's build/ is neither used nor touched."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        (source / name).write_bytes((ROOT / name).read_bytes())
+    for folder in ("hf_vq", "model_cards"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w",
+         str(tmp_path / "wheels"), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheels").glob("hf_vq-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = sorted(path.name for path in (ROOT / "model_cards").glob("*.md"))
+    assert len(templates) >= 9
+    for template in templates:
+        assert f"hf_vq/model_cards/{template}" in names, (template, sorted(names))
+    with zipfile.ZipFile(wheel) as archive:
+        for template in templates:
+            assert archive.read(f"hf_vq/model_cards/{template}") == (ROOT / "model_cards" / template).read_bytes()
+    assert "hf_vq/hub/cards.py" in names and not any(name.startswith("model_cards/") for name in names)

@@ -1,0 +1,104 @@
+"""scripts/evaluate.py and scripts/interpolate.py end to end on the builtin digits."""
+
+import json
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from PIL import Image
+from safetensors.torch import save_file
+
+import hf_vq
+from hf_vq.metrics.inception import FIDInceptionV3
+from hf_vq.training.publishing import render_run_card
+
+from ..conftest import load_script
+
+BACKBONE = dict(in_channels=1, out_channels=1, block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=8,
+                sample_size=8)  # fmt: skip
+
+
+def saved_vqgan(folder):
+    model = hf_vq.VQGANModel(hf_vq.VQGANConfig(**BACKBONE, latent_channels=8, vq_embed_dim=4, num_vq_embeddings=16))
+    model.save_pretrained(folder)
+    return model
+
+
+def inception_file(path):
+    """FID Inception weights with the right layout (random values; the real file cannot be downloaded here)."""
+    generator = torch.Generator().manual_seed(0)
+    state = {
+        key: torch.rand(value.shape, generator=generator) + 0.5
+        if key.endswith("running_var")
+        else torch.randn(value.shape, generator=generator) * 0.05
+        for key, value in FIDInceptionV3().state_dict().items()
+        if not key.endswith("num_batches_tracked")
+    }
+    save_file(state, path)
+    return path
+
+
+def test_evaluate_a_vq_model_with_its_prior_and_rfid_and_feed_the_runs_card(tmp_path, capsys):
+    saved_vqgan(tmp_path / "run" / "model")
+    prior = hf_vq.VQPriorForCausalLM(hf_vq.VQPriorConfig(codebook_size=16, token_grid_size=(4, 4), num_classes=10,
+                                                         n_layer=1, n_head=2, n_embd=16))  # fmt: skip
+    prior.save_pretrained(tmp_path / "prior")
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"step": 10, "eval_psnr": 1.0}))
+    (tmp_path / "run" / "training_args.json").write_text(json.dumps({"training": {"dataset": "builtin:digits"}}))
+    script = load_script("evaluate")
+    code = script.main([
+        "--model", str(tmp_path / "run" / "model"), "--dataset", "builtin:digits", "--split", "test",
+        "--max_images", "16", "--batch_size", "10", "--output_dir", str(tmp_path / "eval"),
+        "--prior", str(tmp_path / "prior"), "--label_column", "label",
+        "--inception_weights", str(inception_file(tmp_path / "inception.safetensors")),
+        "--update_run", str(tmp_path / "run"),
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_images"] == 16 and metrics["dataset"] == "builtin:digits"
+    assert 0 < metrics["codebook_usage"] <= 1 and metrics["codebook_perplexity"] >= 1
+    assert metrics["bits_per_dim"] > 0 and metrics["bits_per_dim_uniform_prior"] > 0
+    assert metrics["rfid"] >= 0 and metrics["active_units"] <= metrics["num_latent_channels"] == 4
+    assert "ssim" not in metrics  # 8x8 images are smaller than SSIM's 11x11 window
+    # 8 originals over their reconstructions, each 8x8 digit shown at 64x64 with make_grid's 2-pixel padding
+    assert Image.open(tmp_path / "eval" / "reconstructions.png").size == (8 * 66 + 2, 2 * 66 + 2)
+    # The run's metrics.json gains eval_<name>, keeping what it had; its card indexes the new figures.
+    run_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert run_metrics["step"] == 10 and run_metrics["eval_psnr"] == metrics["psnr"]
+    card = ModelCard(str(render_run_card(tmp_path / "run", "org/vqgan-digits")))
+    indexed = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    assert indexed["rfid"] == round(metrics["rfid"], 4) and indexed["bits_per_dim"] == round(
+        metrics["bits_per_dim"], 4
+    )
+    assert "rfid: " in capsys.readouterr().out
+
+
+def test_evaluate_a_vae_gives_its_bound_and_kl_per_channel_and_names_bad_input(tmp_path, capsys):
+    config = hf_vq.VAEConfig(**BACKBONE, latent_channels=3)
+    hf_vq.VAEModel(config).save_pretrained(tmp_path / "vae")
+    script = load_script("evaluate")
+    args = ["--model", str(tmp_path / "vae"), "--max_images", "12", "--output_dir", str(tmp_path / "eval")]
+    assert script.main([*args, "--num_samples", "4"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["bits_per_dim_num_samples"] == 4
+    assert metrics["bits_per_dim"] <= metrics["elbo_bits_per_dim"] + 1e-3
+    assert len(metrics["kl_per_channel"]) == 3 and sum(metrics["kl_per_channel"]) == pytest.approx(metrics["kl"], 1e-3)
+    assert script.main([*args, "--split", "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+
+
+def test_interpolate_script_writes_a_strip_from_a_dataset_or_from_files(tmp_path, capsys):
+    saved_vqgan(tmp_path / "model")
+    script = load_script("interpolate")
+    output = tmp_path / "strip.png"
+    args = ["--model", str(tmp_path / "model"), "--steps", "5", "--output", str(output)]
+    assert script.main([*args, "--dataset", "builtin:digits", "--index_a", "0", "--index_b", "3"]) == 0
+    assert Image.open(output).size == (7 * 66 + 2, 66 + 2)  # A, 5 points, B; 8x8 digits shown at 64x64, padded
+    for name, value in (("a.png", 30), ("b.png", 220)):
+        Image.new("L", (20, 20), value).save(tmp_path / name)
+    files = ["--image_a", str(tmp_path / "a.png"), "--image_b", str(tmp_path / "b.png"), "--method", "lerp"]
+    assert script.main([*args, *files]) == 0
+    assert script.main([*args, "--steps", "1", *files]) == 1
+    assert "steps" in capsys.readouterr().err
+    assert script.main(args) == 1
+    assert "--image_a" in capsys.readouterr().err
