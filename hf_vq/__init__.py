@@ -7,7 +7,6 @@ import transformers
 from transformers import AutoConfig
 
 from .models import (
-    AUTO_CLASSES,
     MODEL_CLASSES,
     AutoencoderConfig,
     AutoencoderModel,
@@ -34,7 +33,8 @@ __version__ = "0.1.0"
 for _model_type, _model_class in MODEL_CLASSES.items():
     # exist_ok: re-importing the package (e.g. after importlib.reload) must not fail.
     AutoConfig.register(_model_type, _model_class.config_class, exist_ok=True)
-    getattr(transformers, AUTO_CLASSES[_model_type]).register(_model_class.config_class, _model_class, exist_ok=True)
+    _auto_class = getattr(transformers, _model_class.auto_class_name)  # AutoModel, or AutoModelForCausalLM
+    _auto_class.register(_model_class.config_class, _model_class, exist_ok=True)
 
 __all__ = [
     "AutoencoderConfig",

@@ -6,19 +6,14 @@ from .vae import VAEConfig, VAEModel, VAEOutput
 from .vqgan import VQGANConfig, VQGANModel
 from .vqvae import VQVAEConfig, VQVAEModel
 
-# model_type -> model class, for the Auto classes and for the Hub (cards, code export, conversion).
+# model_type -> model class, for the Auto classes (each class names its own: `auto_class_name`), run cards and
+# the conversion scripts.
 MODEL_CLASSES = {
     model_class.config_class.model_type: model_class
     for model_class in (AutoencoderModel, VAEModel, VQVAEModel, VQGANModel, PatchDiscriminator, VQPriorForCausalLM)
 }
-# model_type -> the transformers Auto class that loads it.
-AUTO_CLASSES = {
-    model_type: "AutoModelForCausalLM" if model_class is VQPriorForCausalLM else "AutoModel"
-    for model_type, model_class in MODEL_CLASSES.items()
-}
 
 __all__ = [
-    "AUTO_CLASSES",
     "MODEL_CLASSES",
     "AutoencoderConfig",
     "AutoencoderModel",

@@ -29,7 +29,7 @@ TRAINING_STATE_BUFFERS = ("initialized", "ema_cluster_size", "ema_embed_sum", "s
 # loading a converted checkpoint leaves missing.
 QUANTIZER_STATE_KEYS = tuple(f"quantize.{name}" for name in TRAINING_STATE_BUFFERS)
 # Upper bound on the elements of the (chunk x K) distance buffer: 2**23 float32 = 32 MiB. Measured on 2 CPU cores
-# (BENCHMARKS.md): as fast as smaller chunks on a quiet machine and much less hurt by a busy one.
+# (BENCHMARKS.md): as fast as smaller chunks.
 DEFAULT_SEARCH_CHUNK_ELEMENTS = 2**23
 # Codes per block of the two-step argmin (see `_argmin_rows`).
 ARGMIN_BLOCK = 128

@@ -294,6 +294,7 @@ def _ema_worker(rank: int, world_size: int, port: int, shards: torch.Tensor, cod
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ema_and_dead_code_statistics_are_all_reduced_across_processes():
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     codes = torch.cat([CENTERS * 0.5, torch.tensor([[50.0, 50.0]])])  # code 4 is dead from the start

@@ -38,6 +38,7 @@ def inception_file(path):
     return path
 
 
+@pytest.mark.slow
 def test_evaluate_a_vq_model_with_its_prior_and_rfid_and_feed_the_runs_card(tmp_path, capsys):
     saved_vqgan(tmp_path / "run" / "model")
     prior = hf_vq.VQPriorForCausalLM(hf_vq.VQPriorConfig(codebook_size=16, token_grid_size=(4, 4), num_classes=10,

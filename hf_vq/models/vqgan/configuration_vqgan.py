@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
 
 from ...conversion.taming import taming_config_kwargs
 from ...utils.configuration_utils import ConvAutoencoderConfig, QuantizerConfigMixin, check_choice
@@ -45,37 +45,14 @@ class VQGANConfig(ConvAutoencoderConfig, QuantizerConfigMixin):
         self._check_quantizer()
 
     @classmethod
-    def from_taming(
-        cls,
-        *,
-        ch: int,
-        ch_mult: Sequence[int],
-        num_res_blocks: int,
-        attn_resolutions: Sequence[int],
-        resolution: int,
-        z_channels: int,
-        n_embed: int,
-        embed_dim: int,
-        in_channels: int = 3,
-        out_ch: int = 3,
-        **overrides,
-    ) -> VQGANConfig:
-        """The config of a taming `VQModel` from its `ddconfig` entries, `n_embed` and `embed_dim` (the mapping is
-        `hf_vq.conversion.taming.taming_config_kwargs`), plus `overrides` of other fields.
+    def from_taming(cls, **fields) -> VQGANConfig:
+        """The config of a taming `VQModel` from its `ddconfig` entries (`ch`, `ch_mult`, `num_res_blocks`,
+        `attn_resolutions`, `resolution`, `z_channels`, `in_channels`, `out_ch`), `n_embed` and `embed_dim` (the
+        mapping is `hf_vq.conversion.taming.taming_config_kwargs`); any other keyword overrides a field of ours.
 
         taming's level i has `ch * ch_mult[i]` channels at resolution `resolution / 2**i`, with attention after each
         residual block when that resolution is in `attn_resolutions`; the decoder mirrors it.
         """
-        taming = taming_config_kwargs(
-            ch=ch,
-            ch_mult=ch_mult,
-            num_res_blocks=num_res_blocks,
-            attn_resolutions=attn_resolutions,
-            resolution=resolution,
-            z_channels=z_channels,
-            n_embed=n_embed,
-            embed_dim=embed_dim,
-            in_channels=in_channels,
-            out_ch=out_ch,
-        )
-        return cls(**taming, **overrides)
+        names = inspect.signature(taming_config_kwargs).parameters
+        taming = {name: fields.pop(name) for name in list(fields) if name in names}
+        return cls(**taming_config_kwargs(**taming), **fields)

@@ -12,8 +12,9 @@ import hf_vq
 from hf_vq.training.publishing import stage_training_outputs
 
 from ..conftest import ROOT, load_script
-from ..training.test_trainer import write_recipe
-from .conftest import METRICS, MODELS, TOKEN, TRAINING_ARGS, run_python, run_script
+from ..hub.conftest import METRICS, MODELS, TOKEN, TRAINING_ARGS, run_python, run_script
+from ..hub_server import LoopbackHub
+from .test_trainer import write_recipe
 
 # ----- staging a training run -----
 
@@ -72,6 +73,12 @@ def test_push_script_dry_run_lists_what_would_be_uploaded(tmp_path, capsys):
 
 
 # ----- a training run, pushed by its script, loaded by name -----
+
+
+@pytest.fixture(scope="module")
+def module_hub():
+    with LoopbackHub() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
