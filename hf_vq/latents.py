@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from .modules.distributions import DiagonalGaussian
-from .utils.torch_utils import evaluating
+from .modules.distributions import latent_mean
+from .utils.torch_utils import check_same_shape, evaluating, module_device
 
 # Below this sine of the angle between two latents, they are treated as parallel or opposite.
 PARALLEL_SINE = 1e-6
-
-
-def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"the two latents (or images) have different shapes: {tuple(a.shape)} and {tuple(b.shape)}")
 
 
 def _fractions(t: float | torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -32,7 +27,7 @@ def _fractions(t: float | torch.Tensor, like: torch.Tensor) -> tuple[torch.Tenso
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
     """`(1 - t) a + t b`. With `t` a number, a tensor shaped like `a`; with `t` a tensor of T fractions, (T, *a.shape).
     The endpoints t = 0 and t = 1 give `a` and `b` exactly."""
-    _check_pair(a, b)
+    check_same_shape(a, b, "the two latents (or images)")
     fractions, single = _fractions(t, a)
     shape = (-1,) + (1,) * a.ndim
     weights = fractions.view(shape)
@@ -51,7 +46,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float | torch.Tensor) -> torch.Te
     latents are interpolated linearly (the same curve to first order); for exactly opposite ones every great circle
     is a shortest path, and the one through the first coordinate axis not parallel to `a` is taken.
     """
-    _check_pair(a, b)
+    check_same_shape(a, b, "the two latents (or images)")
     fractions, single = _fractions(t, a)
     x, y = a.double().reshape(-1), b.double().reshape(-1)
     norm_x, norm_y = x.norm(), y.norm()
@@ -94,9 +89,7 @@ def _as_batch(images: torch.Tensor, what: str) -> torch.Tensor:
 def encode_latents(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The latents (B, ...) of images (B, C, H, W) in [-1, 1]: a VAE's posterior mean, an autoencoder's latent, a VQ
     model's latent before quantization."""
-    device = next(model.parameters()).device
-    encoded = model.encode(_as_batch(images, "encode_latents").to(device))
-    return encoded.mean if isinstance(encoded, DiagonalGaussian) else encoded
+    return latent_mean(model.encode(_as_batch(images, "encode_latents").to(module_device(model))))
 
 
 @torch.no_grad()

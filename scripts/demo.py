@@ -63,7 +63,10 @@ def run(family: str, recipe: str, output_dir: Path, steps: int | None, *extra: s
     return train(family, argv)
 
 
-def digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+Digits = tuple[torch.Tensor, torch.Tensor]  # images (N, 1, 16, 16) in [-1, 1], labels (N,)
+
+
+def digits(split: str) -> Digits:
     return load_eval_examples("builtin:digits", split, RESOLUTION, num_channels=1, limit=10_000, label_column="label")
 
 
@@ -101,10 +104,10 @@ def write_figures(pipe: VQImageGenerationPipeline, test_images: torch.Tensor, te
     make_grid(strip, nrow=INTERPOLATION_STEPS + 2, scale=4).save(output_dir / "interpolation.png")
 
 
-def sample_accuracies(pipe: VQImageGenerationPipeline) -> dict[str, float]:
+def sample_accuracies(pipe: VQImageGenerationPipeline, train: Digits, test: Digits) -> dict[str, float]:
     """Sample quality: a classifier of real digits (trained on the training split) reads the generated ones, with
     the demo's sampling settings and with the prior's own distribution (no top-k, no guidance)."""
-    (train_images, train_labels), (test_images, test_labels) = digits("train"), digits("test")
+    (train_images, train_labels), (test_images, test_labels) = train, test
     classifier = LogisticRegression(max_iter=2000).fit(train_images.flatten(1).numpy(), train_labels.numpy())
     wanted = np.repeat(np.arange(10), SCORED_PER_DIGIT)
 
@@ -151,16 +154,16 @@ def main() -> None:
             shutil.rmtree(output_dir / stale)
 
     pipe, prior_metrics = train_generator(args, output_dir)
-    test_images, test_labels = digits("test")
+    train, (test_images, test_labels) = digits("train"), digits("test")
     write_figures(pipe, test_images, test_labels, output_dir)
     # The decoder's Gaussian scale is fitted on the training digits, then held fixed for the held-out bound.
-    scale = bits_per_dim(pipe.vq_model, digits("train")[0])["decoder_scale"]
+    scale = bits_per_dim(pipe.vq_model, train[0])["decoder_scale"]
     report = evaluation_report(pipe.vq_model, test_images, prior=pipe.prior, class_labels=test_labels,
                                decoder_scale=scale)  # fmt: skip
     names = ("psnr", "ssim", "codebook_usage", "codebook_perplexity", "bits_per_dim", "bits_per_dim_uniform_prior")
     metrics = {name: report[name] for name in names}
     metrics["prior_nll_per_code"] = prior_metrics["eval_nll_per_code"]
-    metrics.update(sample_accuracies(pipe))
+    metrics.update(sample_accuracies(pipe, train, (test_images, test_labels)))
     metrics["num_test_images"] = len(test_images)
     metrics["sampling"] = {"top_k": TOP_K, "guidance_scale": GUIDANCE_SCALE}
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -69,7 +69,11 @@ def evaluate(args: argparse.Namespace) -> dict:
         images = load_eval_images(args.dataset, args.split, resolution, channels, args.max_images, args.image_column,
                                   args.dataset_config)  # fmt: skip
     lpips = load_lpips(args.lpips_weights) if args.lpips_weights else None
-    prior = AutoModelForCausalLM.from_pretrained(args.prior).eval() if args.prior else None
+    prior = None
+    if args.prior:
+        if not hasattr(model, "encode_indices"):
+            raise ValueError(f"--prior: a prior's bits/dim needs a VQ model; {args.model} is a {type(model).__name__}")
+        prior = AutoModelForCausalLM.from_pretrained(args.prior).eval()
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     metrics = evaluation_report(
         model, images, prior=prior, class_labels=labels, lpips=lpips, batch_size=args.batch_size,

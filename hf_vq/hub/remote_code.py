@@ -6,9 +6,9 @@ transformers copies from a repo only the module named in `auto_map` and the modu
 followed). The package is nested (`hf_vq/models/vqgan/modeling_vqgan.py` imports `...modules.backbone`), so the
 export collects every hf_vq module a model's classes need and rewrites their hf_vq imports into flat ones, one file
 per module, beside config.json.
-Third-party imports stay as they are: the user needs them installed (torch, transformers, diffusers). A flat file
-never takes the name of a top-level module (`hf_vq/conversion/safetensors.py` becomes `conversion_safetensors.py`), so
-that a clone of the repo does not shadow the `safetensors` package.
+Third-party imports stay as they are: the user needs them installed (torch, transformers, diffusers). Outside a
+family's own folder, a flat file is named by its path (`hf_vq/conversion/taming.py` becomes `conversion_taming.py`),
+so that a clone of the repo shadows no top-level package such as `taming` or `safetensors`.
 
 The export reads hf_vq's sources, so it needs the package; this module imports nothing from hf_vq (the model classes
 come from the caller), since it is itself part of the exported code (`push_model` reaches it).
@@ -34,12 +34,14 @@ PACKAGE = "hf_vq"
 
 
 def _flat_name(module_name: str) -> str:
-    """The flat file name (without `.py`) of an hf_vq module: its last part, or its last two where the last alone is
-    the name of a top-level module (`safetensors`) that the flat file would shadow."""
+    """The flat file name (without `.py`) of an hf_vq module. A family's own files keep their names
+    (`configuration_vqgan`, `modeling_vqgan`: what `auto_map` names); every other module gets its package's path in
+    front (`modules_backbone`, `conversion_taming`, `models_modeling_utils`), so that a flat file never takes the name
+    of a top-level package (`taming`, `lpips`, `safetensors`), whatever is installed where the export runs."""
     parts = module_name.split(".")
-    if parts[-1] in sys.stdlib_module_names or parts[-1] in sys.modules:
-        return "_".join(parts[-2:])
-    return parts[-1]
+    if len(parts) == 4 and parts[1] == "models":  # hf_vq.models.<family>.<file>
+        return parts[-1]
+    return "_".join(parts[1:])
 
 
 def _defining_module(package: str, name: str) -> str:

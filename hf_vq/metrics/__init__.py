@@ -5,9 +5,10 @@ of images, or an iterable of batches (tensors, or dicts with `pixel_values` as `
 accumulate over all of it, never one batch. Metrics take tensors and models; they import no loss and no model class.
 """
 
+from ..utils.torch_utils import evaluating
 from .fid import feature_statistics, fid, frechet_distance, rfid
 from .likelihood import bits_per_dim, discretized_gaussian_log_likelihood
-from .posterior import active_units, kl_per_channel, latent_statistics
+from .posterior import active_units, encodes_a_posterior, kl_per_channel, latent_statistics
 from .reconstruction import (
     ImageSet,
     code_histogram,
@@ -32,6 +33,8 @@ __all__ = [
     "codebook_statistics",
     "codebook_usage",
     "discretized_gaussian_log_likelihood",
+    "encodes_a_posterior",
+    "evaluating",
     "evaluation_report",
     "feature_statistics",
     "fid",

@@ -7,8 +7,8 @@ import math
 
 import torch
 
-from ..modules.distributions import DiagonalGaussian
 from ..utils.torch_utils import evaluating, module_device
+from .posterior import encodes_a_posterior
 from .reconstruction import ImageSet, image_batches
 
 
@@ -80,7 +80,7 @@ def bits_per_dim(
     """
     _check_scale(decoder_scale)
     images = torch.cat([batch.cpu() for batch in image_batches(images, batch_size)])
-    if _encodes_a_posterior(model, images[:1]):
+    if not hasattr(model, "encode_indices") and encodes_a_posterior(model, images[:1]):
         if not isinstance(prior, str) or class_labels is not None:
             raise ValueError("a VAE's prior is its own N(0, I): pass neither `prior` nor `class_labels`")
         return _vae_bits_per_dim(model, images, decoder_scale, batch_size, num_samples, generator)
@@ -91,14 +91,6 @@ def bits_per_dim(
         )
     _check_prior(model, prior, class_labels, len(images))
     return _vq_bits_per_dim(model, images, prior, class_labels, decoder_scale, batch_size)
-
-
-def _encodes_a_posterior(model: torch.nn.Module, image: torch.Tensor) -> bool:
-    """Whether `model.encode` gives a posterior distribution (a VAE) for a batch of one image."""
-    if hasattr(model, "encode_indices") or not hasattr(model, "encode"):
-        return False
-    with evaluating(model):
-        return isinstance(model.encode(image.to(module_device(model))), DiagonalGaussian)
 
 
 def _check_prior(
@@ -168,7 +160,7 @@ def _vae_bits_per_dim(
             ]
             decoder_scale = _fitted_scale(torch.cat(means), images)
         iwae, elbo = [], []
-        # Each decoder call takes `per_call` latents: a few images, each with a chunk of its k samples.
+        # Each decoder call takes about `batch_size` latents: a few images, each with a chunk of its k samples.
         images_per_batch = max(1, batch_size // num_samples)
         samples_per_call = max(1, batch_size // images_per_batch)
         for batch in images.split(images_per_batch):

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from ..modules.distributions import DiagonalGaussian
+from ..modules.distributions import DiagonalGaussian, latent_mean
 from ..utils.torch_utils import evaluating, module_device
 from .reconstruction import ImageSet, image_batches
 
 
-def _posterior_mean(model: torch.nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, DiagonalGaussian | None]:
-    """The latent an image maps to (the posterior mean of a VAE; a VQ model's latent before quantization) and, for
-    a VAE, the posterior."""
-    encoded = model.encode(batch)
-    if isinstance(encoded, DiagonalGaussian):
-        return encoded.mean, encoded
-    return encoded, None
+def _check_autoencoder(model: torch.nn.Module, what: str) -> None:
+    if not callable(getattr(model, "encode", None)):
+        raise ValueError(f"{what} takes an autoencoder (with encode); got {type(model).__name__}")
+
+
+@torch.no_grad()
+def encodes_a_posterior(model: torch.nn.Module, image: torch.Tensor) -> bool:
+    """Whether `model.encode` gives a posterior distribution (a VAE), tried on a batch of one image (1, C, H, W)."""
+    _check_autoencoder(model, "encodes_a_posterior")
+    with evaluating(model):
+        return isinstance(model.encode(image.to(module_device(model))), DiagonalGaussian)
 
 
 @torch.no_grad()
@@ -29,12 +33,24 @@ def latent_statistics(
     above `threshold` (their 0.01). For a VAE also `kl_per_channel` (C,): the mean KL(q(z|x) || N(0, I)) of each
     channel in nats, summed over its positions (a collapsed channel has ~0), and `kl`, their sum.
     """
+    return _latent_statistics(model, images, threshold, batch_size, require_posterior=False)
+
+
+def _latent_statistics(
+    model: torch.nn.Module, images: ImageSet, threshold: float, batch_size: int, require_posterior: bool
+) -> dict[str, object]:
+    _check_autoencoder(model, "latent_statistics")
     first = second = kl_sum = None
     count = 0
     with evaluating(model):
         for batch in image_batches(images, batch_size):
-            mean, posterior = _posterior_mean(model, batch.to(module_device(model)))
-            mean = mean.double().cpu()  # (B, C, h, w)
+            encoded = model.encode(batch.to(module_device(model)))
+            posterior = encoded if isinstance(encoded, DiagonalGaussian) else None
+            if posterior is None and require_posterior:
+                raise ValueError(
+                    f"kl_per_channel takes a VAE (whose encode gives a posterior); got {type(model).__name__}"
+                )
+            mean = latent_mean(encoded).double().cpu()  # (B, C, h, w)
             first = mean.sum(0) if first is None else first + mean.sum(0)
             second = mean.pow(2).sum(0) if second is None else second + mean.pow(2).sum(0)
             if posterior is not None:
@@ -60,7 +76,4 @@ def active_units(model: torch.nn.Module, images: ImageSet, threshold: float = 0.
 
 def kl_per_channel(model: torch.nn.Module, images: ImageSet, batch_size: int = 64) -> torch.Tensor:
     """Mean KL(q(z|x) || N(0, I)) of each latent channel of a VAE over an evaluation set, nats (C,)."""
-    statistics = latent_statistics(model, images, batch_size=batch_size)
-    if "kl_per_channel" not in statistics:
-        raise ValueError(f"kl_per_channel takes a VAE (whose encode gives a posterior); got {type(model).__name__}")
-    return statistics["kl_per_channel"]
+    return _latent_statistics(model, images, 0.01, batch_size, require_posterior=True)["kl_per_channel"]

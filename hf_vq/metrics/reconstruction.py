@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..modules.lpips import LPIPS, load_lpips
 from ..modules.quantizers import code_statistics
-from ..utils.torch_utils import evaluating, module_device
+from ..utils.torch_utils import check_same_shape, evaluating, module_device
 
 ImageSet = torch.Tensor | Iterable[torch.Tensor] | Iterable[dict[str, torch.Tensor]]
 
@@ -31,11 +31,6 @@ def image_batches(images: ImageSet, batch_size: int = 64) -> Iterator[torch.Tens
         raise ValueError("the evaluation set is empty")
 
 
-def _check_pair(reconstruction: torch.Tensor, target: torch.Tensor, what: str) -> None:
-    if reconstruction.shape != target.shape:
-        raise ValueError(f"{what}: shapes differ: {tuple(reconstruction.shape)} and {tuple(target.shape)}")
-
-
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
     """Peak signal-to-noise ratio of each image, in dB: (B,).
 
@@ -43,7 +38,7 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor, data_range: float =
     PSNR of the same images in [0, 1] or [0, 255]). Reconstructions are clipped to the valid range first, as
     they would be when saved as images.
     """
-    _check_pair(reconstruction, target, "psnr")
+    check_same_shape(reconstruction, target, "psnr")
     if reconstruction.ndim < 2:
         raise ValueError(f"expected a batch of images (B, ...), got shape {tuple(reconstruction.shape)}")
     low = -data_range / 2
@@ -73,7 +68,7 @@ def ssim(
     Gaussian window (`sigma` 1.5, 11x11), per channel, averaged over the positions where the window fits and over
     channels. The same figure as scikit-image's `structural_similarity(gaussian_weights=True,
     use_sample_covariance=False)`. Reconstructions are clipped to the valid range first, as in `psnr`."""
-    _check_pair(reconstruction, target, "ssim")
+    check_same_shape(reconstruction, target, "ssim")
     if reconstruction.ndim != 4:
         raise ValueError(f"ssim takes images (B, C, H, W), got shape {tuple(reconstruction.shape)}")
     window = gaussian_window(sigma).to(reconstruction.device)
@@ -103,9 +98,9 @@ def lpips_distance(
     """LPIPS distance of each image pair (B,). `lpips`: an `LPIPS` module or its weights (a safetensors file, folder
     or Hub repo, as `--lpips_weights`; pretrained weights cannot be downloaded here, see
     scripts/convert_lpips_weights.py)."""
-    _check_pair(reconstruction, target, "lpips_distance")
+    check_same_shape(reconstruction, target, "lpips_distance")
     model = lpips if isinstance(lpips, LPIPS) else load_lpips(lpips)
-    device = next(model.parameters()).device
+    device = module_device(model)
     with torch.no_grad():
         return torch.cat(
             [

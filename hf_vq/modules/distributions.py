@@ -54,3 +54,8 @@ class DiagonalGaussian:
                 (self.mean - other.mean).pow(2) / other.var + self.var / other.var - 1.0 - self.logvar + other.logvar
             )
         return kl.sum(dim=dims) if dims else kl
+
+
+def latent_mean(encoded: torch.Tensor | DiagonalGaussian) -> torch.Tensor:
+    """What an encoder's output says an image's latent is: a posterior's mean (a VAE), or the latent itself."""
+    return encoded.mean if isinstance(encoded, DiagonalGaussian) else encoded

@@ -18,7 +18,7 @@ def main(family: str, argv: list[str] | None = None) -> dict:
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; one of {list(FAMILIES)}")
     spec = FAMILIES[family]
-    parsed = parse_arguments(with_gan=spec.adversarial, argv=argv, with_prior=spec.data == "codes")
+    parsed = parse_arguments(with_gan=spec.adversarial, argv=argv, with_prior=spec.trainer_class.uses_prior_arguments)
     return spec.trainer_class(spec, parsed).run()
 
 

@@ -5,6 +5,7 @@ adversarial term (taming's loss, with the discriminator trained from `disc_train
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -13,8 +14,7 @@ from safetensors.torch import load_file, save_file
 from ..losses.gan import GAN_LOSSES, LeCAM, adaptive_weight
 from ..models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from .arguments import GANArguments, TrainingArguments
-
-LossTerms = dict[str, torch.Tensor]
+from .objectives import LossTerms
 
 
 class AdversarialPart:
@@ -65,17 +65,21 @@ class AdversarialPart:
         """No gradients into the discriminator during the generator's step (its own step computes them)."""
         self.discriminator.requires_grad_(False)
 
-    def generator_term(self, reconstruction: torch.Tensor, terms: LossTerms, last_layer: torch.Tensor) -> torch.Tensor:
-        """Generator hinge / non-saturating loss, weighted adaptively at the decoder's last layer (taming)."""
-        generator_loss = self.g_loss_fn(self.discriminator(reconstruction))
+    def generator_term(self, generator: torch.nn.Module, output: Any, terms: LossTerms) -> torch.Tensor:
+        """Generator hinge / non-saturating loss on `output.reconstruction`, weighted adaptively at the last layer
+        of the generator's decoder (taming). `generator`: the model without its DDP wrapper."""
+        last_layer = generator.decoder.conv_out.weight
+        generator_loss = self.g_loss_fn(self.discriminator(output.reconstruction))
         nll = terms["reconstruction"] + terms.get("perceptual", 0.0)
         weight = adaptive_weight(nll, generator_loss, last_layer, max_weight=self.gan.adaptive_weight_max)
         return self.gan.disc_weight * weight * generator_loss
 
     def discriminator_terms(
-        self, real: torch.Tensor, fake: torch.Tensor
+        self, batch: dict[str, torch.Tensor], output: Any
     ) -> tuple[LossTerms, torch.Tensor, torch.Tensor]:
-        """The discriminator's loss on one batch (under autocast) and its logits on real and fake images."""
+        """The discriminator's loss on one batch (under autocast): the batch's images against the generator's
+        (detached) reconstructions; and its logits on both."""
+        real, fake = batch["pixel_values"], output.reconstruction.detach()
         self.discriminator.requires_grad_(True)
         with self.accelerator.autocast():
             logits_real = self.discriminator(real)

@@ -79,47 +79,17 @@ def encode_dataset(
         shutil.rmtree(staging)  # left by an interrupted run
     accelerator.wait_for_everyone()
 
-    counts = {}
-    for split in splits:
-        dataset = load_image_dataset(source, split, dataset_config)
-        stream = ImageStream(
-            dataset,
-            resolution,
-            num_channels=vq_model.config.in_channels,
-            image_column=image_column,
-            label_column=label_column,
-            shuffle_buffer=1,  # the dataset's own order
-            rank=accelerator.process_index,
-            world_size=accelerator.num_processes,
+    counts = {
+        split: _encode_split(
+            vq_model, load_image_dataset(source, split, dataset_config), split, resolution, image_column,
+            label_column, batch_size, staging, accelerator,
         )
-        label_feature = _label_feature(dataset.features, label_column)
-        shard = _encode_shard(vq_model, stream, label_feature, batch_size, accelerator.device)
-        shard.save_to_disk(str(_shard_path(staging, split, accelerator.process_index)))
-        counts[split] = {"records_read": stream.records_read, "skipped": dict(stream.skip_counts)}
-        logger.info(
-            "split %s, rank %d: %d images encoded, %d records skipped",
-            split,
-            accelerator.process_index,
-            stream.records_yielded,
-            stream.records_read - stream.records_yielded,
-        )
+        for split in splits
+    }  # fmt: skip
     totals = _summed_counts(counts, accelerator)
     accelerator.wait_for_everyone()
     result = None
     if accelerator.is_main_process:
-        result = DatasetDict(
-            {
-                split: concatenate_datasets(
-                    [
-                        load_from_disk(str(_shard_path(staging, split, rank)))
-                        for rank in range(accelerator.num_processes)
-                    ]
-                )
-                for split in splits
-            }
-        )
-        final = staging / "dataset"
-        result.save_to_disk(str(final))
         info = {
             "vq_model": _describe_model(vq_model_name_or_path) if vq_model_name_or_path else None,
             "vq_model_class": type(vq_model).__name__,
@@ -129,17 +99,71 @@ def encode_dataset(
             "source": source,
             "image_column": image_column,
             "label_column": label_column,
-            "splits": {
-                split: {"encoded": len(result[split]), **split_totals} for split, split_totals in totals.items()
-            },
         }
-        (final / CODES_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
-        del result
-        os.replace(final, output_dir)  # the finished dataset appears in one rename
-        shutil.rmtree(staging)
-        result = load_from_disk(str(output_dir))
+        result = _join_shards(staging, output_dir, totals, accelerator.num_processes, info)
     accelerator.wait_for_everyone()
     return result
+
+
+def _encode_split(
+    vq_model: torch.nn.Module,
+    dataset: Any,
+    split: str,
+    resolution: int,
+    image_column: str,
+    label_column: str | None,
+    batch_size: int,
+    staging: Path,
+    accelerator: Accelerator,
+) -> dict[str, Any]:
+    """Encode this process's shard of one split into the staging folder; its records read and skipped."""
+    stream = ImageStream(
+        dataset,
+        resolution,
+        num_channels=vq_model.config.in_channels,
+        image_column=image_column,
+        label_column=label_column,
+        shuffle_buffer=1,  # the dataset's own order
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+    )
+    label_feature = _label_feature(dataset.features, label_column)
+    shard = _encode_shard(vq_model, stream, label_feature, batch_size, accelerator.device)
+    shard.save_to_disk(str(_shard_path(staging, split, accelerator.process_index)))
+    logger.info(
+        "split %s, rank %d: %d images encoded, %d records skipped",
+        split,
+        accelerator.process_index,
+        stream.records_yielded,
+        stream.records_read - stream.records_yielded,
+    )
+    return {"records_read": stream.records_read, "skipped": dict(stream.skip_counts)}
+
+
+def _join_shards(
+    staging: Path, output_dir: Path, totals: dict[str, dict[str, Any]], num_processes: int, info: dict[str, Any]
+) -> DatasetDict:
+    """Process 0: every process's shards joined per split, saved with the info file, moved into place in one
+    rename (a reader never sees a half-written dataset)."""
+    result = DatasetDict(
+        {
+            split: concatenate_datasets(
+                [load_from_disk(str(_shard_path(staging, split, rank))) for rank in range(num_processes)]
+            )
+            for split in totals
+        }
+    )
+    final = staging / "dataset"
+    result.save_to_disk(str(final))
+    info["splits"] = {
+        split: {"records_read": counts["records_read"], "encoded": len(result[split]), "skipped": counts["skipped"]}
+        for split, counts in totals.items()
+    }
+    (final / CODES_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    del result  # its files are about to move
+    os.replace(final, output_dir)
+    shutil.rmtree(staging)
+    return load_from_disk(str(output_dir))
 
 
 def _shard_path(staging: Path, split: str, rank: int) -> Path:
@@ -157,8 +181,8 @@ def _encode_shard(
         indices.append(codes.flatten(1).to(torch.int32).cpu().numpy())  # (B, h*w)
         if label_feature is not None:
             labels.append(batch["labels"].numpy())
-    grid = latent_side(vq_model.config, stream.resolution) ** 2
-    features = {"indices": SequenceFeature(Value("int32"), length=grid)}
+    num_codes = latent_side(vq_model.config, stream.resolution) ** 2  # h * w
+    features = {"indices": SequenceFeature(Value("int32"), length=num_codes)}
     columns: dict[str, Any] = {"indices": list(np.concatenate(indices)) if indices else []}
     if label_feature is not None:
         features["label"] = label_feature

@@ -79,10 +79,11 @@ class ImageTrainer(Trainer):
         count = self.args.num_validation_images
         inputs = self.eval_images if self.eval_images is not None else self.first_batch["pixel_values"]
         images = inputs[:count].to(self.accelerator.device)
-        rows = [images, model(images).reconstruction.float()]
-        if self.family.samples_from_model:
-            generator = torch.Generator(self.accelerator.device).manual_seed(self.args.seed)
-            rows.append(model.sample(len(images), generator=generator).float())
+        with self.accelerator.autocast():
+            rows = [images, model(images).reconstruction.float()]
+            if self.family.samples_from_model:
+                generator = torch.Generator(self.accelerator.device).manual_seed(self.args.seed)
+                rows.append(model.sample(len(images), generator=generator).float())
         return make_grid(torch.cat(rows), nrow=len(images), scale=max(1, 64 // self.resolution))
 
     def evaluate(self, model: PreTrainedModel) -> dict[str, Any]:

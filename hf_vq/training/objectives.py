@@ -26,8 +26,9 @@ LossTerms = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class ObjectiveContext:
-    """What an objective may read besides the batch: the arguments, the optimizer step, the model without its DDP
-    wrapper (for its own helpers, e.g. the prior's `build_inputs`) and the LPIPS network (None: no perceptual term)."""
+    """What an objective may read besides the batch: the arguments, the optimizer step (for schedules that live in
+    an objective, such as a KL weight that grows over training), the model without its DDP wrapper (for its own
+    helpers, e.g. the prior's `build_inputs`) and the LPIPS network (None: no perceptual term)."""
 
     args: TrainingArguments
     step: int

@@ -24,11 +24,14 @@ from ..utils.image_utils import make_grid
 from ..utils.torch_utils import evaluating
 from .arguments import ParsedArguments
 from .encoding import read_codes_info
+from .publishing import PIPELINE_FOLDER
 from .trainer import Trainer
 
 
 class PriorTrainer(Trainer):
     """`Trainer` for a prior over code indices (every family whose `data` is "codes")."""
+
+    uses_prior_arguments = True
 
     def __init__(self, family, parsed: ParsedArguments):
         super().__init__(family, parsed)
@@ -170,4 +173,4 @@ class PriorTrainer(Trainer):
 
     def save_outputs(self, model: PreTrainedModel) -> None:
         super().save_outputs(model)
-        self._pipeline(model).save_pretrained(self.output_dir / "pipeline")
+        self._pipeline(model).save_pretrained(self.output_dir / PIPELINE_FOLDER)

@@ -34,7 +34,7 @@ from .adversarial import AdversarialPart
 from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingArguments
 from .checkpointing import latest_checkpoint, remove_incomplete_checkpoints, save_checkpoint
 from .objectives import LossTerms, ObjectiveContext
-from .publishing import push_training_outputs, render_run_card
+from .publishing import MODEL_FOLDER, SAMPLES_FOLDER, push_training_outputs, render_run_card
 
 if TYPE_CHECKING:
     from .families import Family
@@ -51,6 +51,9 @@ class Trainer:
 
     Every attribute is declared here; those that `setup()` fills are None before it.
     """
+
+    # Whether the scripts of the families this trainer serves take `PriorArguments` (`--vq_model`, ...).
+    uses_prior_arguments = False
 
     def __init__(self, family: Family, parsed: ParsedArguments):
         self.family = family
@@ -88,7 +91,7 @@ class Trainer:
         raise NotImplementedError
 
     def sample_grid(self, model: PreTrainedModel) -> Image.Image:
-        """The grid `validate()` writes (main process, model in eval mode, under autocast)."""
+        """The grid `validate()` writes (main process, model in eval mode, no gradients)."""
         raise NotImplementedError
 
     def evaluate(self, model: PreTrainedModel) -> dict[str, Any]:
@@ -97,21 +100,22 @@ class Trainer:
 
     def save_outputs(self, model: PreTrainedModel) -> None:
         """`save_pretrained` of the final model (and discriminator) into `model/` (and `discriminator/`)."""
-        model.save_pretrained(self.output_dir / "model")
+        model.save_pretrained(self.output_dir / MODEL_FOLDER)
         if self.adversarial is not None:
             self.adversarial.discriminator.save_pretrained(self.output_dir / "discriminator")
 
     # ----- set-up -----
 
     def new_model(self) -> PreTrainedModel:
-        """`--pretrained_model`, or the family's model from the model config (`derived` fields filled in)."""
+        """`--pretrained_model`, or the family's model from `self.model_config` (which `build_model` may complete
+        first, e.g. with fields derived from the data)."""
         if self.args.pretrained_model:
             if self.model_config:
                 raise ValueError("give either --pretrained_model or a model config, not both")
             return self.family.model_class.from_pretrained(self.args.pretrained_model)
         return self.family.model_class(self.family.config_class(**self.model_config))
 
-    def scaled_lr(self, lr: float) -> float:
+    def _scaled_lr(self, lr: float) -> float:
         """`lr`, times the total batch size with `--scale_lr` (taming's base learning rate)."""
         if not self.args.scale_lr:
             return lr
@@ -138,7 +142,7 @@ class Trainer:
         model = self.build_model()
         optimizer = torch.optim.AdamW(
             self.family.parameter_groups(model),
-            lr=self.scaled_lr(args.learning_rate),
+            lr=self._scaled_lr(args.learning_rate),
             betas=(args.adam_beta1, args.adam_beta2),
             weight_decay=args.adam_weight_decay,
         )
@@ -156,13 +160,13 @@ class Trainer:
                 args,
                 self.discriminator_config,
                 image_channels=model.config.out_channels,
-                learning_rate=self.scaled_lr(self.gan.disc_learning_rate or args.learning_rate),
+                learning_rate=self._scaled_lr(self.gan.disc_learning_rate or args.learning_rate),
             )
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
         self.build_data()
 
         if args.resume_from_checkpoint:
-            self.resume(args.resume_from_checkpoint)
+            self._resume(args.resume_from_checkpoint)
         if accelerator.is_main_process:
             config = {k: v for k, v in dataclasses.asdict(args).items() if isinstance(v, (int, float, str, bool))}
             accelerator.init_trackers("hf_vq", config=config)
@@ -184,7 +188,7 @@ class Trainer:
         }
         (directory / "trainer_state.json").write_text(json.dumps(state, indent=2))
 
-    def resume(self, which: str) -> None:
+    def _resume(self, which: str) -> None:
         """Restore model, optimizers, schedulers, RNG, discriminator and data position from a checkpoint."""
         path = latest_checkpoint(self.output_dir) if which == "latest" else Path(which)
         if path is None:
@@ -238,8 +242,7 @@ class Trainer:
             with accelerator.autocast():
                 terms, output = self.family.objective(self.model, batch, context)
                 if adversarial is not None and adversarial.generator_active(self.global_step):
-                    last_layer = module.decoder.conv_out.weight
-                    terms["adversarial"] = adversarial.generator_term(output.reconstruction, terms, last_layer)
+                    terms["adversarial"] = adversarial.generator_term(module, output, terms)
             finite, bad = self._all_finite(terms)
             if not finite:
                 self._skip_nonfinite(bad, "generator")
@@ -256,9 +259,9 @@ class Trainer:
                 logs[name] = output[name].float().item()
         return logs, output
 
-    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float] | None:
+    def _discriminator_step(self, batch: dict[str, torch.Tensor], output: Any) -> dict[str, float] | None:
         adversarial = self.adversarial
-        terms, logits_real, logits_fake = adversarial.discriminator_terms(real, fake)
+        terms, logits_real, logits_fake = adversarial.discriminator_terms(batch, output)
         finite, bad = self._all_finite(terms)
         if not finite:
             adversarial.optimizer.zero_grad(set_to_none=True)
@@ -290,13 +293,13 @@ class Trainer:
         if not self.accelerator.is_main_process:
             return
         model = self.accelerator.unwrap_model(self.model)
-        with evaluating(model), self.accelerator.autocast():
+        with evaluating(model):
             grid = self.sample_grid(model)
-        samples_dir = self.output_dir / "samples"
+        samples_dir = self.output_dir / SAMPLES_FOLDER
         samples_dir.mkdir(exist_ok=True)
         grid.save(samples_dir / f"step-{self.global_step}.png")
 
-    def finish(self, train_seconds: float, images_seen: int) -> dict[str, Any]:
+    def finish(self, train_seconds: float, records_seen: int) -> dict[str, Any]:
         """Save the model (and discriminator), the metrics, the arguments and the card; push when asked."""
         accelerator = self.accelerator
         accelerator.wait_for_everyone()
@@ -309,7 +312,7 @@ class Trainer:
             metrics.update(
                 {
                     "step": self.global_step,
-                    "train_images_per_second": images_seen / max(train_seconds, 1e-9),
+                    "train_images_per_second": records_seen / max(train_seconds, 1e-9),  # records: images or codes
                     "nonfinite_steps_skipped": self.nonfinite_skipped,
                     "data_skipped": dict(self.stream.skip_counts),
                 }
@@ -387,7 +390,7 @@ class Trainer:
             return None
         logs, output = result
         if self.adversarial is not None and self.adversarial.discriminator_active(self.global_step):
-            d_logs = self._discriminator_step(batch["pixel_values"], output.reconstruction.detach())
+            d_logs = self._discriminator_step(batch, output)
             if d_logs is None:
                 return None
             logs.update(d_logs)
@@ -410,8 +413,8 @@ class Trainer:
         """Set up, train, save and evaluate; returns the final metrics."""
         try:
             self.setup()
-            seconds, images_seen = self.train()
-            return self.finish(seconds, images_seen)
+            seconds, records_seen = self.train()
+            return self.finish(seconds, records_seen)
         finally:
             if self.accelerator is not None:
                 # Release the DDP-wrapped model first (its reducer holds the process group), then destroy the group:

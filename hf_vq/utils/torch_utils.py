@@ -22,3 +22,12 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 def module_device(model: torch.nn.Module) -> torch.device:
     """The device of a module's first parameter."""
     return next(model.parameters()).device
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    """A `ValueError` naming `what` unless the two tensors have the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{what}: the shapes differ, {tuple(a.shape)} and {tuple(b.shape)}; tensors of different shapes cannot be "
+            "compared or interpolated"
+        )

@@ -79,8 +79,8 @@ def test_only_hf_vq_models_export():
 
 
 def test_exported_files_are_flat_and_shadow_no_installed_module(tmp_path):
-    """Everything a model file reaches is exported (its hub and conversion modules too); a module whose name is taken
-    by a top-level module (`hf_vq/conversion/safetensors.py`) gets its folder's name in front."""
+    """Everything a model file reaches is exported (its hub and conversion modules too); outside the family's folder
+    a module gets its package path in front (`hf_vq/conversion/safetensors.py`: `conversion_safetensors.py`)."""
     prior = MODELS["prior"]()
     prior.save_pretrained(tmp_path)
     auto_map = export_code(prior, tmp_path)
@@ -89,6 +89,7 @@ def test_exported_files_are_flat_and_shadow_no_installed_module(tmp_path):
         "AutoModelForCausalLM": "modeling_prior.VQPriorForCausalLM",
     }
     files = {path.name for path in tmp_path.glob("*.py")}
-    assert {"modeling_utils.py", "cards.py", "upload.py", "remote_code.py", "conversion_safetensors.py"} <= files
+    assert {"models_modeling_utils.py", "hub_cards.py", "hub_upload.py", "hub_remote_code.py"} <= files
+    assert {"conversion_safetensors.py", "utils_configuration_utils.py"} <= files
     assert not files & {f"{name}.py" for name in sys.stdlib_module_names | {"safetensors", "torch", "transformers"}}
-    assert "from .conversion_safetensors import" in (tmp_path / "modeling_utils.py").read_text()
+    assert "from .conversion_safetensors import" in (tmp_path / "models_modeling_utils.py").read_text()

@@ -48,7 +48,7 @@ def test_staging_a_run_publishes_the_model_card_and_grids_never_checkpoints(tmp_
     files = stage_training_outputs(run, tmp_path / "all", "org/vqgan-x", push_discriminator=True,
                                    push_training_args=True, export_code=True)  # fmt: skip
     assert {"discriminator/config.json", "discriminator/model.safetensors", "training_args.json"} <= set(files)
-    assert {"modeling_vqgan.py", "configuration_vqgan.py", "backbone.py", "quantizers.py"} <= set(files)
+    assert {"modeling_vqgan.py", "configuration_vqgan.py", "modules_backbone.py", "modules_quantizers.py"} <= {*files}
     assert not any("checkpoint" in name or name.endswith(".bin") for name in files)
     assert "trust_remote_code=True" in (tmp_path / "all" / "README.md").read_text()
 
@@ -101,7 +101,7 @@ def pushed_run(module_hub, tmp_path_factory):
 def test_a_training_script_pushes_weights_card_grids_and_code_never_checkpoints(module_hub, pushed_run):
     files = sorted(module_hub.repos["org/vqgan-tiny"].files)
     assert {"config.json", "model.safetensors", "README.md", "metrics.json", "samples/step-2.png"} <= set(files)
-    assert {"modeling_vqgan.py", "configuration_vqgan.py", "modeling_utils.py"} <= set(files)
+    assert {"modeling_vqgan.py", "configuration_vqgan.py", "models_modeling_utils.py"} <= set(files)
     assert (pushed_run / "checkpoint-2").is_dir() and (pushed_run / "discriminator").is_dir()
     assert not any(name.startswith(("checkpoint-", "discriminator")) or name == "training_args.json" for name in files)
     card = module_hub.repos["org/vqgan-tiny"].files["README.md"]
