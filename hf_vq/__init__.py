@@ -27,6 +27,7 @@ from .models import (
 from .modules import FSQ, DiagonalGaussian, QuantizerOutput, VectorQuantizer
 from .pipelines import VQImageGenerationPipeline
 from .utils.configuration_utils import ConvAutoencoderConfig
+from .utils.errors import UsageError
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,7 @@ __all__ = [
     "PatchDiscriminator",
     "PatchDiscriminatorConfig",
     "QuantizerOutput",
+    "UsageError",
     "VAEConfig",
     "VAEModel",
     "VAEOutput",

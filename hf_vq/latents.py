@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .modules.distributions import latent_mean
+from .utils.errors import UsageError
 from .utils.torch_utils import check_same_shape, evaluating, module_device
 
 # Below this sine of the angle between two latents, they are treated as parallel or opposite.
@@ -81,7 +82,7 @@ def _as_batch(images: torch.Tensor, what: str) -> torch.Tensor:
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4:
-        raise ValueError(f"{what}: expected an image (C, H, W) or images (B, C, H, W), got {tuple(images.shape)}")
+        raise UsageError(f"{what}: expected an image (C, H, W) or images (B, C, H, W), got {tuple(images.shape)}")
     return images
 
 
@@ -108,14 +109,14 @@ def interpolate(
     quantization and each point is quantized when decoded.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"`steps` must be an integer >= 2 (the two endpoints at least), got {steps!r}")
+        raise UsageError(f"`steps` must be an integer >= 2 (the two endpoints at least), got {steps!r}")
     if method not in INTERPOLATIONS:
-        raise ValueError(f"`method` must be one of {sorted(INTERPOLATIONS)}, got {method!r}")
+        raise UsageError(f"`method` must be one of {sorted(INTERPOLATIONS)}, got {method!r}")
     image_a, image_b = _as_batch(image_a, "image_a"), _as_batch(image_b, "image_b")
     if len(image_a) != 1 or len(image_b) != 1:
-        raise ValueError(f"interpolate takes one image at each end, got {len(image_a)} and {len(image_b)}")
+        raise UsageError(f"interpolate takes one image at each end, got {len(image_a)} and {len(image_b)}")
     if image_a.shape != image_b.shape:
-        raise ValueError(
+        raise UsageError(
             f"the two images have different sizes: {tuple(image_a.shape[1:])} and {tuple(image_b.shape[1:])}"
         )
     with evaluating(model):
@@ -128,7 +129,7 @@ def interpolate(
 def _group_mean(model: torch.nn.Module, images: torch.Tensor, what: str, batch_size: int) -> torch.Tensor:
     images = _as_batch(images, what)
     if len(images) == 0:
-        raise ValueError(f"`{what}` is empty: an attribute vector needs images in both groups")
+        raise UsageError(f"`{what}` is empty: an attribute vector needs images in both groups")
     return torch.cat([encode_latents(model, batch) for batch in images.split(batch_size)]).double().mean(0)
 
 
@@ -140,7 +141,7 @@ def attribute_vector(
     latent); add it to a latent to add the attribute (`apply_attribute`)."""
     with_, without = _as_batch(images_with, "images_with"), _as_batch(images_without, "images_without")
     if len(with_) and len(without) and with_.shape[1:] != without.shape[1:]:
-        raise ValueError(
+        raise UsageError(
             f"the two groups hold images of different sizes: {tuple(with_.shape[1:])} and {tuple(without.shape[1:])}"
         )
     with evaluating(model):
@@ -157,7 +158,7 @@ def apply_attribute(
     with evaluating(model):
         latents = encode_latents(model, images)
         if vector.shape != latents.shape[1:]:
-            raise ValueError(
+            raise UsageError(
                 f"the attribute vector has shape {tuple(vector.shape)}, the images' latents {tuple(latents.shape[1:])}"
             )
         return decode_latents(model, latents + scale * vector.to(latents))

@@ -21,6 +21,7 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
 from .hub import check_no_token, export_pipeline_code, render_pipeline_card, upload_to_hub
 from .models.prior import VQPriorForCausalLM
+from .utils.errors import UsageError
 from .utils.image_utils import to_pil_images
 
 PIPELINE_CONFIG_NAME = "pipeline_config.json"
@@ -38,9 +39,9 @@ class VQImageGenerationPipeline:
 
     def __init__(self, vq_model: PreTrainedModel, prior: VQPriorForCausalLM):
         if not hasattr(vq_model, "decode_indices"):
-            raise ValueError(f"`vq_model` must be a VQ model (with decode_indices), got {type(vq_model).__name__}")
+            raise UsageError(f"`vq_model` must be a VQ model (with decode_indices), got {type(vq_model).__name__}")
         if not isinstance(prior, VQPriorForCausalLM):
-            raise ValueError(f"`prior` must be a VQPriorForCausalLM, got {type(prior).__name__}")
+            raise UsageError(f"`prior` must be a VQPriorForCausalLM, got {type(prior).__name__}")
         prior.check_vq_model(vq_model)
         self.vq_model = vq_model.eval()
         self.prior = prior.eval()
@@ -132,9 +133,9 @@ class VQImageGenerationPipeline:
         or with `output_type="pt"` a (B, C, H, W) tensor in [-1, 1].
         """
         if output_type not in ("pil", "pt"):
-            raise ValueError(f"`output_type` must be 'pil' or 'pt', got {output_type!r}")
+            raise UsageError(f"`output_type` must be 'pil' or 'pt', got {output_type!r}")
         if not isinstance(num_images, int) or num_images < 1:
-            raise ValueError(f"`num_images` must be an integer >= 1, got {num_images!r}")
+            raise UsageError(f"`num_images` must be an integer >= 1, got {num_images!r}")
         labels = self.prior.check_class_labels(class_labels)
         if labels is not None:
             labels = labels.repeat_interleave(num_images)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..modules.quantizers import QUANTIZER_STATE_KEYS
+from ..utils.errors import UsageError
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, VQModel
@@ -54,7 +55,7 @@ def vqgan_config_from_vq_model(vq_model_config: Any) -> dict[str, Any]:
     """
     kwargs = diffusers_config_kwargs(vq_model_config, VQ_MODEL_CONFIG_KEYS)
     if kwargs.get("norm_type", "group") != "group":
-        raise ValueError(f"VQModel with norm_type={kwargs['norm_type']!r} (MoVQ) is not supported, only 'group'")
+        raise UsageError(f"VQModel with norm_type={kwargs['norm_type']!r} (MoVQ) is not supported, only 'group'")
     return kwargs
 
 
@@ -65,7 +66,7 @@ def vq_model_config_from_vqgan(config: Any) -> dict[str, Any]:
     converts: the EMA only trains it). Raises a `ValueError` for the others.
     """
     if config.quantizer_type != "vq" or config.vq_use_l2_norm or config.vq_codebook_dim is not None:
-        raise ValueError(
+        raise UsageError(
             "diffusers' VQModel has a plain nearest-neighbour codebook: a model with quantizer_type='fsq', "
             "vq_use_l2_norm=True or vq_codebook_dim set would quantize differently there, so it is not converted"
         )

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from huggingface_hub import HfApi, constants, snapshot_download
 
+from ..utils.errors import UsageError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
@@ -55,7 +57,7 @@ def save_pretrained_atomically(model: PreTrainedModel, output_dir: str | Path) -
     partial model. `output_dir` must not exist or be empty. Returns the files written."""
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise ValueError(f"{output_dir} exists and is not an empty folder; choose another output folder")
+        raise UsageError(f"{output_dir} exists and is not an empty folder; choose another output folder")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
@@ -73,14 +75,14 @@ def save_pretrained_atomically(model: PreTrainedModel, output_dir: str | Path) -
 def _pickled_shards(folder: Path, weights_name: str | None) -> list[Path]:
     if weights_name is not None:
         if not (folder / weights_name).is_file():
-            raise ValueError(f"{folder} has no weights file {weights_name!r}")
+            raise UsageError(f"{folder} has no weights file {weights_name!r}")
         return [folder / weights_name]
     index = folder / "pytorch_model.bin.index.json"
     if index.is_file():  # sharded: the index names the shards
         return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
     found = pickled_weight_files(folder)
     if len(found) != 1:
-        raise ValueError(
+        raise UsageError(
             f"{folder} has {len(found)} pickled weight files ({', '.join(found) or 'none'}); name the one to convert "
             "with `weights_name`"
         )
@@ -92,7 +94,7 @@ def _model_class(folder: Path, model_classes: Mapping[str, type[PreTrainedModel]
     config_path = folder / "config.json"
     model_type = (json.loads(config_path.read_text()) if config_path.is_file() else {}).get("model_type")
     if model_type not in model_classes:
-        raise ValueError(f"{folder}/config.json is not the config of an hf_vq model (model_type {model_type!r})")
+        raise UsageError(f"{folder}/config.json is not the config of an hf_vq model (model_type {model_type!r})")
     return model_classes[model_type]
 
 
@@ -128,24 +130,24 @@ def convert_to_safetensors(
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            raise ValueError(
+            raise UsageError(
                 f"{path} holds Python objects other than tensors; it is not converted, since unpickling them could "
                 f"run code ({str(error).splitlines()[0]})"
             ) from error
         if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):  # a training checkpoint
             loaded = loaded["state_dict"]
         if not isinstance(loaded, dict) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
-            raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+            raise UsageError(f"{path} does not hold a state dict (a mapping of names to tensors)")
         state_dict.update(loaded)
     model = model_class(config)
     try:
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as error:  # shapes that differ from the config's
-        raise ValueError(f"the weights in {folder} do not fit its config ({config.model_type}): {error}") from error
+        raise UsageError(f"the weights in {folder} do not fit its config ({config.model_type}): {error}") from error
     tied = set(getattr(model, "all_tied_weights_keys", None) or {})  # restored with the weight they share
     missing = [key for key in missing if key not in tied]
     if missing or unexpected:
-        raise ValueError(
+        raise UsageError(
             f"the weights in {folder} do not fit its config ({config.model_type}): missing {sorted(missing)[:5]}, "
             f"unexpected {sorted(unexpected)[:5]}"
         )

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from ..modules.quantizers import QUANTIZER_STATE_KEYS
+from ..utils.errors import UsageError
 
 # LDM keeps its autoencoder under this prefix, and taming's own transformer checkpoints keep the VQGAN there too.
 FIRST_STAGE_PREFIX = "first_stage_model."
@@ -142,7 +143,7 @@ def _torch_load(path: Path, allow_unsafe_pickle: bool) -> Any:
         # PyTorch's message is long; its "WeightsUnpickler error:" line names the class that was refused.
         lines = [line for line in str(error).splitlines() if "WeightsUnpickler error:" in line]
         reason = lines[0].split("error:", 1)[1].split(". Please", 1)[0].strip() if lines else type(error).__name__
-        raise ValueError(
+        raise UsageError(
             f"{path} pickles Python objects besides tensors (Lightning checkpoints often store hyper-parameters or "
             "callback states that way), so it cannot be loaded with torch.load(weights_only=True). If you trust the "
             "file, pass --allow_unsafe_pickle (allow_unsafe_pickle=True) to load it anyway: unpickling an untrusted "
@@ -157,10 +158,10 @@ def taming_generator_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torc
     is one (an LDM, or a taming transformer), and drops the discriminator and perceptual loss (`loss.*`).
     """
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"expected a checkpoint dict or a state dict, got {type(checkpoint).__name__}")
+        raise UsageError(f"expected a checkpoint dict or a state dict, got {type(checkpoint).__name__}")
     state_dict = checkpoint.get("state_dict", checkpoint)
     if not isinstance(state_dict, Mapping):
-        raise ValueError(f"the checkpoint's `state_dict` entry is a {type(state_dict).__name__}, not a dict")
+        raise UsageError(f"the checkpoint's `state_dict` entry is a {type(state_dict).__name__}, not a dict")
     if any(key.startswith(FIRST_STAGE_PREFIX) for key in state_dict):
         start = len(FIRST_STAGE_PREFIX)
         state_dict = {key[start:]: value for key, value in state_dict.items() if key.startswith(FIRST_STAGE_PREFIX)}
@@ -171,7 +172,7 @@ def taming_generator_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torc
     }
     not_tensors = [key for key, value in generator.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
-        raise ValueError(
+        raise UsageError(
             "this is neither a taming checkpoint (a dict with a `state_dict`) nor a state dict: these entries are not "
             f"tensors: {_few(not_tensors)}"
         )
@@ -197,7 +198,7 @@ def load_taming_state_dict(path: str | os.PathLike, allow_unsafe_pickle: bool = 
     elif suffix in PICKLE_SUFFIXES:
         checkpoint = _torch_load(path, allow_unsafe_pickle)
     else:
-        raise ValueError(
+        raise UsageError(
             f"unknown checkpoint format {path.suffix!r} ({path.name}): expected one of "
             f"{', '.join(PICKLE_SUFFIXES + (SAFETENSORS_SUFFIX,))}"
         )
@@ -211,22 +212,22 @@ def _check_quantizer_keys(state_dict: Mapping[str, torch.Tensor]) -> None:
     """Fail clearly for taming quantizers that do not convert (and for checkpoints that have no quantizer)."""
     keys = set(state_dict)
     if {"quantize.embed.weight", "quantize.proj.weight"} & keys:
-        raise ValueError(
+        raise UsageError(
             "this checkpoint uses taming's GumbelQuantize (keys quantize.proj.*, quantize.embed.weight), which is not "
             "supported: it picks codes from learned logits, not by nearest-neighbour search in a codebook"
         )
     if {"quantize.embedding.cluster_size", "quantize.embedding.embed_avg"} & keys:
-        raise ValueError(
+        raise UsageError(
             "this checkpoint uses taming's EMA quantizer (EMAVectorQuantizer, keys quantize.embedding.cluster_size / "
             "embed_avg), which is not supported"
         )
     if "quantize.used" in keys:
-        raise ValueError(
+        raise UsageError(
             "this checkpoint's quantizer remaps its indices (taming's `remap`, key quantize.used), which is not "
             "supported: the converted model's indices would mean other codes than the original's"
         )
     if "quantize.embedding.weight" not in keys:
-        raise ValueError(
+        raise UsageError(
             "no codebook (quantize.embedding.weight) in this checkpoint: it is not a taming VQModel (a KL autoencoder "
             f"such as LDM's AutoencoderKL has none). Its first keys: {_few(sorted(keys))}"
         )
@@ -234,7 +235,7 @@ def _check_quantizer_keys(state_dict: Mapping[str, torch.Tensor]) -> None:
 
 def _check_ch_mult(ch_mult: list[int]) -> None:
     if ch_mult[0] != 1:
-        raise ValueError(
+        raise UsageError(
             f"ch_mult {ch_mult} starts with {ch_mult[0]}: taming's encoder then has ch channels after conv_in but "
             "ch * ch_mult[0] in its first level, which the diffusers backbone of VQGANModel cannot express; only "
             "ch_mult[0] = 1 (as in all released taming and LDM models) converts"
@@ -262,11 +263,11 @@ def taming_config_kwargs(
     levels = len(ch_mult)
     if ch_mult[0] != 1:
         # taming's conv_in gives `ch` channels, diffusers' Encoder block_out_channels[0]: equal only then.
-        raise ValueError(f"`ch_mult[0]` must be 1 to match the diffusers layout, got ch_mult={list(ch_mult)}")
+        raise UsageError(f"`ch_mult[0]` must be 1 to match the diffusers layout, got ch_mult={list(ch_mult)}")
     level_resolutions = [resolution // 2**i for i in range(levels)]
     unmatched = sorted(set(attn_resolutions) - set(level_resolutions))
     if unmatched:
-        raise ValueError(
+        raise UsageError(
             f"`attn_resolutions` {unmatched} match no level: the levels run at resolutions {level_resolutions}"
         )
     attention = [size in attn_resolutions for size in level_resolutions]
@@ -295,7 +296,7 @@ def taming_config_from_yaml(path: str | os.PathLike) -> dict[str, Any]:
     with open(path, encoding="utf-8") as file:
         document = yaml.safe_load(file)
     if not isinstance(document, dict):
-        raise ValueError(f"{path} is not a taming config: expected a YAML mapping with a `model` section")
+        raise UsageError(f"{path} is not a taming config: expected a YAML mapping with a `model` section")
     model = document.get("model", document)
     params = model.get("params") or {}
     if "first_stage_config" in params:  # an LDM config: its autoencoder
@@ -304,10 +305,10 @@ def taming_config_from_yaml(path: str | os.PathLike) -> dict[str, Any]:
     target = str(model.get("target", ""))
     quantizer = _UNSUPPORTED_TARGETS.get(target.rsplit(".", 1)[-1])
     if quantizer is not None:
-        raise ValueError(f"{path} describes a {target} model, whose {quantizer} is not supported")
+        raise UsageError(f"{path} describes a {target} model, whose {quantizer} is not supported")
     missing = [name for name in ("ddconfig", "n_embed", "embed_dim") if name not in params]
     if missing:
-        raise ValueError(
+        raise UsageError(
             f"{path} has no model.params.{', model.params.'.join(missing)}: is it a taming VQModel config?"
         )
     ddconfig = params["ddconfig"]
@@ -317,14 +318,14 @@ def taming_config_from_yaml(path: str | os.PathLike) -> dict[str, Any]:
         if name not in ddconfig
     ]
     if missing:
-        raise ValueError(f"{path}: model.params.ddconfig lacks {', '.join(missing)}")
+        raise UsageError(f"{path}: model.params.ddconfig lacks {', '.join(missing)}")
     if ddconfig.get("double_z", False):
-        raise ValueError(
+        raise UsageError(
             f"{path}: ddconfig.double_z is true, the encoder of a KL autoencoder (mean and log-variance); a "
             "taming VQModel has double_z: false"
         )
     if not ddconfig.get("resamp_with_conv", True):
-        raise ValueError(f"{path}: ddconfig.resamp_with_conv false (average-pool downsampling) is not supported")
+        raise UsageError(f"{path}: ddconfig.resamp_with_conv false (average-pool downsampling) is not supported")
     ch_mult = list(ddconfig["ch_mult"])
     _check_ch_mult(ch_mult)
     return taming_config_kwargs(
@@ -343,7 +344,7 @@ def taming_config_from_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 def _shape(state_dict: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
     if key not in state_dict:
-        raise ValueError(f"the checkpoint has no {key}: it is not a taming VQModel generator")
+        raise UsageError(f"the checkpoint has no {key}: it is not a taming VQModel generator")
     return tuple(state_dict[key].shape)
 
 
@@ -362,7 +363,7 @@ def infer_taming_config(state_dict: Mapping[str, torch.Tensor], resolution: int 
             names attention levels by the resolution they run at, and it becomes the config's `sample_size`.
     """
     if resolution is None:
-        raise ValueError(
+        raise UsageError(
             "without the taming config YAML, the training resolution is needed (resolution / --resolution): "
             "taming places attention by resolution"
         )
@@ -370,25 +371,25 @@ def infer_taming_config(state_dict: Mapping[str, torch.Tensor], resolution: int 
     ch, in_channels = _shape(state_dict, "encoder.conv_in.weight")[:2]  # (ch, in_channels, 3, 3)
     levels = _indices(state_dict, r"encoder\.down\.(\d+)\.")
     if not levels or levels != list(range(len(levels))):
-        raise ValueError(f"the checkpoint's encoder levels encoder.down.{{i}} are {levels}, expected 0, 1, ..., L-1")
+        raise UsageError(f"the checkpoint's encoder levels encoder.down.{{i}} are {levels}, expected 0, 1, ..., L-1")
     num_res_blocks = len(_indices(state_dict, r"encoder\.down\.0\.block\.(\d+)\."))
     ch_mult = []
     for level in levels:
         channels = _shape(state_dict, f"encoder.down.{level}.block.0.conv1.weight")[0]  # (ch * ch_mult[i], in, 3, 3)
         if channels % ch:
-            raise ValueError(f"encoder.down.{level} has {channels} channels, not a multiple of ch = {ch}")
+            raise UsageError(f"encoder.down.{level} has {channels} channels, not a multiple of ch = {ch}")
         ch_mult.append(channels // ch)
     _check_ch_mult(ch_mult)
     encoder_attention = [level for level in levels if f"encoder.down.{level}.attn.0.q.weight" in state_dict]
     decoder_attention = [level for level in levels if f"decoder.up.{level}.attn.0.q.weight" in state_dict]
     if encoder_attention != decoder_attention:
-        raise ValueError(
+        raise UsageError(
             f"the encoder has attention at levels {encoder_attention} but the decoder at {decoder_attention}; taming "
             "builds both from the same attn_resolutions"
         )
     embed_dim, z_channels = _shape(state_dict, "quant_conv.weight")[:2]  # (embed_dim, z_channels, 1, 1)
     if _shape(state_dict, "encoder.conv_out.weight")[0] == 2 * z_channels:  # (z_channels [x2], ch * ch_mult[-1], 3, 3)
-        raise ValueError("the encoder outputs 2 * z_channels (double_z): that is a KL autoencoder, not a VQModel")
+        raise UsageError("the encoder outputs 2 * z_channels (double_z): that is a KL autoencoder, not a VQModel")
     n_embed = _shape(state_dict, "quantize.embedding.weight")[0]  # (n_embed, embed_dim)
     out_ch = _shape(state_dict, "decoder.conv_out.weight")[0]  # (out_ch, ch * ch_mult[0], 3, 3)
     return taming_config_kwargs(
@@ -408,12 +409,12 @@ def infer_taming_config(state_dict: Mapping[str, torch.Tensor], resolution: int 
 def _check_taming_compatible(config: Any) -> None:
     """Fail for configs whose network computes something other than taming's with the same weights."""
     if config.quantizer_type != "vq" or config.vq_use_l2_norm or config.vq_codebook_dim is not None:
-        raise ValueError(
+        raise UsageError(
             "taming's quantizer is a plain nearest-neighbour codebook: a config with quantizer_type='fsq', "
             "vq_use_l2_norm=True or vq_codebook_dim set would quantize differently"
         )
     if config.norm_num_groups != 32 or config.act_fn not in ("silu", "swish") or not config.mid_block_add_attention:
-        raise ValueError(
+        raise UsageError(
             "taming's backbone has GroupNorm with 32 groups, SiLU activations and attention in its middle blocks; got "
             f"norm_num_groups={config.norm_num_groups}, act_fn={config.act_fn!r}, "
             f"mid_block_add_attention={config.mid_block_add_attention}"
@@ -482,7 +483,7 @@ def convert_taming_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.
     """
     config = getattr(model, "config", None)
     if getattr(config, "model_type", None) != "hf_vq_vqgan":  # VQGANConfig's; this module imports no model class
-        raise ValueError(f"model must be a VQGANModel, got {type(model).__name__}")
+        raise UsageError(f"model must be a VQGANModel, got {type(model).__name__}")
     _check_quantizer_keys(state_dict)
     _check_taming_compatible(config)
     num_levels = len(config.block_out_channels)
@@ -499,7 +500,7 @@ def convert_taming_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.
         converted[name] = tensor
         source[name] = key
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"{len(unknown)} key(s) are not part of a taming VQModel generator with {num_levels} levels: "
             f"{_few(sorted(unknown))}"
         )
@@ -523,7 +524,7 @@ def convert_taming_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.
     if mismatched:
         problems.append(f"shapes differ: {_few(mismatched, limit=3)}")
     if problems:
-        raise ValueError(
+        raise UsageError(
             "the checkpoint does not match the config (are ch, ch_mult, num_res_blocks, attn_resolutions, z_channels, "
             "n_embed and embed_dim the checkpoint's?): " + "; ".join(problems)
         )

@@ -21,6 +21,8 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 from PIL import Image as PILImage
 
+from ..utils.errors import UsageError
+
 BUILTIN_PREFIX = "builtin:"
 DIGITS_TEST_SIZE = 360  # 20% of the 1,797 digits, stratified by label
 SPLIT_SEED = 0
@@ -65,7 +67,7 @@ def _load_digits() -> DatasetDict:
 def photo_names(split: str) -> tuple[str, ...]:
     """The names of the `builtin:photos` photographs of a split (`"train"` or `"test"`)."""
     if split not in PHOTOS_SPLITS:
-        raise ValueError(f"builtin:photos has no split {split!r}; available: {list(PHOTOS_SPLITS)}")
+        raise UsageError(f"builtin:photos has no split {split!r}; available: {list(PHOTOS_SPLITS)}")
     return PHOTOS_SPLITS[split]
 
 
@@ -112,12 +114,12 @@ def load_builtin(name: str, split: str | None = None) -> Dataset | DatasetDict:
     key = name.removeprefix(BUILTIN_PREFIX)
     if key not in BUILTIN_DATASETS:
         available = [BUILTIN_PREFIX + k for k in BUILTIN_DATASETS]
-        raise ValueError(f"unknown builtin dataset {name!r}; available: {available}")
+        raise UsageError(f"unknown builtin dataset {name!r}; available: {available}")
     dataset = BUILTIN_DATASETS[key]()
     if split is None:
         return dataset
     if split not in dataset:
-        raise ValueError(f"builtin dataset {name!r} has no split {split!r}; available: {list(dataset)}")
+        raise UsageError(f"builtin dataset {name!r} has no split {split!r}; available: {list(dataset)}")
     return dataset[split]
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from ..utils.errors import UsageError
 from ..utils.image_utils import preprocess_image
 from .builtin import BUILTIN_PREFIX, SPLIT_SEED, photo_array, photo_names
 from .images import random_square_crop
@@ -27,7 +28,7 @@ def photo_eval_crops(
     arguments always give the same tensor.
     """
     if resolution < 1 or crops_per_photo < 1:
-        raise ValueError(f"`resolution` and `crops_per_photo` must be >= 1, got {resolution} and {crops_per_photo}")
+        raise UsageError(f"`resolution` and `crops_per_photo` must be >= 1, got {resolution} and {crops_per_photo}")
     crop_size = 2 * resolution if crop_size is None else crop_size
     crops = []
     for index, name in enumerate(photo_names(split)):
@@ -81,7 +82,7 @@ def load_eval_examples(
     )
     examples = list(islice(stream, limit))
     if not examples:
-        raise ValueError(f"split {split!r} of {source!r} has no usable images in column {image_column!r}")
+        raise UsageError(f"split {split!r} of {source!r} has no usable images in column {image_column!r}")
     images = torch.stack([example["pixel_values"] for example in examples])
     labels = torch.tensor([example["labels"] for example in examples]) if label_column is not None else None
     return images, labels

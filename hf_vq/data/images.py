@@ -17,6 +17,7 @@ import torch
 from datasets import Image, IterableDataset, Value
 from PIL import Image as PILImage
 
+from ..utils.errors import UsageError
 from ..utils.image_utils import convert_image_mode, preprocess_image
 
 _IMAGE_DECODER = Image()  # datasets' decoder: bytes or a local/remote path -> PIL, EXIF orientation applied
@@ -34,7 +35,7 @@ def undecoded_image_column(dataset: IterableDataset, image_column: str) -> Itera
         return dataset
     is_raw = isinstance(feature, Value) and feature.dtype in ("binary", "large_binary", "string", "large_string")
     if not (is_raw or (isinstance(feature, dict) and set(feature) == {"bytes", "path"})):
-        raise ValueError(f"column {image_column!r} holds {feature}, which is not an image (bytes, paths or Image)")
+        raise UsageError(f"column {image_column!r} holds {feature}, which is not an image (bytes, paths or Image)")
     return dataset.cast_column(image_column, Image(decode=False))
 
 
@@ -68,7 +69,7 @@ class ImageDecoder:
 
     def __init__(self, num_channels: int = 3, cache_size: int = 0):
         if cache_size < 0:
-            raise ValueError(f"`cache_size` must be >= 0, got {cache_size}")
+            raise UsageError(f"`cache_size` must be >= 0, got {cache_size}")
         self.num_channels = num_channels
         self.cache_size = cache_size
         self._decoded: OrderedDict[Any, PILImage.Image] = OrderedDict()
@@ -111,7 +112,7 @@ def augmented_pixels(
     drawn in that order (crop, flip), so that a record's generator gives the same augmentation again.
     """
     if (crop_size is not None or random_flip) and rng is None:
-        raise ValueError("a random crop or flip needs `rng`")
+        raise UsageError("a random crop or flip needs `rng`")
     if crop_size is not None:
         image = random_square_crop(image, crop_size, rng)
     flip = random_flip and bool(rng.random() < 0.5)

@@ -7,6 +7,7 @@ import os
 
 from datasets import Dataset, DatasetDict, Features, IterableDataset, load_dataset, load_from_disk
 
+from ..utils.errors import UsageError
 from .builtin import is_builtin, load_builtin
 
 
@@ -27,14 +28,14 @@ def load_image_dataset(
         builder = "parquet" if has_parquet else "imagefolder"
         splits = load_dataset(builder, data_dir=source, streaming=streaming)
         if split not in splits:
-            raise ValueError(f"{builder} folder {source!r} has no split {split!r}; available: {list(splits)}")
+            raise UsageError(f"{builder} folder {source!r} has no split {split!r}; available: {list(splits)}")
         return splits[split]
     try:
         return load_dataset(source, dataset_config, split=split, streaming=streaming)
     except ValueError as error:
         if "split" not in str(error).lower():
             raise
-        raise ValueError(f"dataset {source!r} has no split {split!r}: {error}") from error
+        raise UsageError(f"dataset {source!r} has no split {split!r}: {error}") from error
 
 
 def load_code_dataset(source: str, split: str = "train") -> Dataset | IterableDataset:
@@ -45,7 +46,7 @@ def load_code_dataset(source: str, split: str = "train") -> Dataset | IterableDa
         data = load_from_disk(source)
         if isinstance(data, DatasetDict):
             if split not in data:
-                raise ValueError(f"code dataset {source!r} has no split {split!r}; available: {list(data)}")
+                raise UsageError(f"code dataset {source!r} has no split {split!r}; available: {list(data)}")
             return data[split]
         return data
     return load_image_dataset(source, split)
@@ -55,4 +56,4 @@ def check_columns(features: Features | dict, **columns: str | None) -> None:
     """Raise a `ValueError` naming the argument and the dataset's columns unless every given column exists."""
     for role, column in columns.items():
         if column is not None and column not in features:
-            raise ValueError(f"`{role}` {column!r} is not a column of the dataset; columns: {list(features)}")
+            raise UsageError(f"`{role}` {column!r} is not a column of the dataset; columns: {list(features)}")

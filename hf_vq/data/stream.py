@@ -36,6 +36,7 @@ from datasets import Dataset, IterableDataset
 from datasets.distributed import split_dataset_by_node
 from PIL import Image as PILImage
 
+from ..utils.errors import UsageError
 from .images import ImageDecoder, augmented_pixels, undecoded_image_column
 from .sources import check_columns
 
@@ -105,13 +106,13 @@ class RecordStream(torch.utils.data.IterableDataset):
     ):
         super().__init__()
         if shuffle_buffer < 1:
-            raise ValueError(f"`shuffle_buffer` must be >= 1, got {shuffle_buffer}")
+            raise UsageError(f"`shuffle_buffer` must be >= 1, got {shuffle_buffer}")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"`rank` must be in [0, world_size) and `world_size` >= 1, got {rank} and {world_size}")
+            raise UsageError(f"`rank` must be in [0, world_size) and `world_size` >= 1, got {rank} and {world_size}")
         if seed < 0:
-            raise ValueError(f"`seed` must be >= 0, got {seed}")
+            raise UsageError(f"`seed` must be >= 0, got {seed}")
         if max_bad_records < 1:
-            raise ValueError(f"`max_bad_records` must be >= 1, got {max_bad_records}")
+            raise UsageError(f"`max_bad_records` must be >= 1, got {max_bad_records}")
         if isinstance(dataset, Dataset):
             # Several shards, so that the shard order can be shuffled each epoch and split between processes, but
             # not of a handful of rows each: every shard costs ~1 ms to open.
@@ -178,11 +179,11 @@ class RecordStream(torch.utils.data.IterableDataset):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume at the position saved by `state_dict` (on a stream built with the same arguments)."""
         if state.get("format") != _STATE_FORMAT:
-            raise ValueError(f"unknown ImageStream state format {state.get('format')!r}; expected {_STATE_FORMAT}")
+            raise UsageError(f"unknown ImageStream state format {state.get('format')!r}; expected {_STATE_FORMAT}")
         saved = {key: state[key] for key in ("seed", "shuffle_buffer", "rank", "world_size")}
         current = {key: getattr(self, key) for key in saved}
         if saved != current:
-            raise ValueError(
+            raise UsageError(
                 f"the saved data position belongs to a stream with {saved}, this stream has {current}: the order of "
                 "the records would differ (each process must restore its own state)"
             )
@@ -199,12 +200,12 @@ class RecordStream(torch.utils.data.IterableDataset):
         while True:
             yield from self._iter_epoch()
             if self._epoch_read == 0:
-                raise ValueError(
+                raise UsageError(
                     f"the stream of rank {self.rank} of {self.world_size} has no records in epoch {self.epoch}: "
                     "the dataset is empty or has fewer records than processes"
                 )
             if self._epoch_yielded == 0:
-                raise ValueError(self._nothing_usable(f"any of the {self._epoch_read} records of epoch {self.epoch}"))
+                raise UsageError(self._nothing_usable(f"any of the {self._epoch_read} records of epoch {self.epoch}"))
             if self._epoch_read > self._epoch_yielded:
                 logger.info(
                     "epoch %d on rank %d/%d: %d images, %d records skipped (%s)",
@@ -244,7 +245,7 @@ class RecordStream(torch.utils.data.IterableDataset):
                         self.records_yielded += 1
                         yield sample
                     elif self.records_yielded == 0 and self.records_read >= self.max_bad_records:
-                        raise ValueError(self._nothing_usable(f"the first {self.records_read} records"))
+                        raise UsageError(self._nothing_usable(f"the first {self.records_read} records"))
                 self._block += 1
                 self._offset = 0
                 self._block_source_state = source.state_dict()  # = the start of the next block
@@ -330,15 +331,15 @@ class ImageStream(RecordStream):
     ):
         for name, value in (("resolution", resolution), ("min_size", min_size)):
             if value < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value}")
+                raise UsageError(f"`{name}` must be >= 1, got {value}")
         if num_channels not in (1, 3):
-            raise ValueError(f"`num_channels` must be 1 (grayscale) or 3 (RGB), got {num_channels}")
+            raise UsageError(f"`num_channels` must be 1 (grayscale) or 3 (RGB), got {num_channels}")
         if crop_size is not None and crop_size < 1:
-            raise ValueError(f"`crop_size` must be >= 1, got {crop_size}")
+            raise UsageError(f"`crop_size` must be >= 1, got {crop_size}")
         if crop_size is not None and not random_crop:
-            raise ValueError("`crop_size` sets the size of the random crop; it needs `random_crop=True`")
+            raise UsageError("`crop_size` sets the size of the random crop; it needs `random_crop=True`")
         if decode_cache_size < 0:
-            raise ValueError(f"`decode_cache_size` must be >= 0, got {decode_cache_size}")
+            raise UsageError(f"`decode_cache_size` must be >= 0, got {decode_cache_size}")
         self.image_column = image_column
         self.label_column = label_column
         super().__init__(dataset, shuffle_buffer, seed, rank, world_size, repeat, max_bad_records)
@@ -419,9 +420,9 @@ class CodeStream(RecordStream):
         repeat: bool = False,
     ):
         if label_column is not None and num_classes < 1:
-            raise ValueError(f"`label_column` {label_column!r} needs `num_classes` >= 1, got {num_classes}")
+            raise UsageError(f"`label_column` {label_column!r} needs `num_classes` >= 1, got {num_classes}")
         if not 0.0 <= class_dropout_prob <= 1.0:
-            raise ValueError(f"`class_dropout_prob` must be in [0, 1], got {class_dropout_prob}")
+            raise UsageError(f"`class_dropout_prob` must be in [0, 1], got {class_dropout_prob}")
         self.num_codes, self.num_tokens, self.num_classes = num_codes, num_tokens, num_classes
         self.indices_column, self.label_column = indices_column, label_column
         self.class_dropout_prob = class_dropout_prob
@@ -443,7 +444,7 @@ class CodeStream(RecordStream):
         codes = torch.as_tensor(np.asarray(codes), dtype=torch.long).reshape(-1)
         if len(codes) != self.num_tokens or codes.min() < 0 or codes.max() >= self.num_codes:
             found = f"{len(codes)} codes" + (f" in [{codes.min()}, {codes.max()}]" if len(codes) else "")
-            raise ValueError(
+            raise UsageError(
                 f"{self._where(record, position)}: expected {self.num_tokens} codes in [0, {self.num_codes}) in "
                 f"column {self.indices_column!r}, found {found}: were these codes made by another VQ model?"
             )
@@ -453,7 +454,7 @@ class CodeStream(RecordStream):
             if value is None:
                 return self._skip("missing", record, position, f"no value in label column {self.label_column!r}")
             if not 0 <= int(value) < self.num_classes:
-                raise ValueError(
+                raise UsageError(
                     f"{self._where(record, position)}: label {value} is outside [0, {self.num_classes}) (num_classes)"
                 )
             if self.class_dropout_prob == 0 or self._record_rng(position).random() >= self.class_dropout_prob:

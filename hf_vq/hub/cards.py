@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 
 from ..utils.configuration_utils import latent_side
+from ..utils.errors import UsageError
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -201,7 +202,7 @@ def render_model_card(
     """The model card of one hf_vq model (any family, or the prior) from its config, its run's training arguments
     (training_args.json), the dataset id and the metrics (metrics.json). `samples_image` is a repo path."""
     if config.model_type not in FAMILY_CARDS:
-        raise ValueError(f"no model card template for model_type {config.model_type!r} ({sorted(FAMILY_CARDS)})")
+        raise UsageError(f"no model card template for model_type {config.model_type!r} ({sorted(FAMILY_CARDS)})")
     body, tags, pipeline_tag, task, _ = FAMILY_CARDS[config.model_type]
     values: dict[str, Any] = {}
     if config.model_type != "hf_vq_prior":
@@ -281,11 +282,11 @@ def check_model_card(card: ModelCard | str) -> None:
     text = str(card)
     data = ModelCard(text).data
     if data.library_name != "hf_vq" or "hf_vq" not in (data.tags or []):
-        raise ValueError("model card: the metadata must have library_name hf_vq and the tag hf_vq")
+        raise UsageError("model card: the metadata must have library_name hf_vq and the tag hf_vq")
     if not data.license:
-        raise ValueError("model card: the metadata has no license")
+        raise UsageError("model card: the metadata has no license")
     if "model-index" in text and not data.eval_results:
-        raise ValueError("model card: its model-index does not parse into evaluation results")
+        raise UsageError("model card: its model-index does not parse into evaluation results")
     check_no_token(text)
 
 
@@ -294,4 +295,4 @@ def check_no_token(text: str) -> None:
     configured one, or anything shaped like one."""
     token = get_token()
     if TOKEN_PATTERN.search(text) or (token and len(token) >= 8 and token in text):
-        raise ValueError("model card: it contains a Hugging Face access token; remove it before sharing the card")
+        raise UsageError("model card: it contains a Hugging Face access token; remove it before sharing the card")

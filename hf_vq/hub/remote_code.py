@@ -27,6 +27,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from ..utils.errors import UsageError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
@@ -51,7 +53,7 @@ def _defining_module(package: str, name: str) -> str:
         return package
     value = getattr(module, name, None)
     if isinstance(value, ModuleType) or value is None or not hasattr(value, "__module__"):
-        raise ValueError(
+        raise UsageError(
             f"cannot export `from {package} import {name}`: only classes and functions imported from a package, or "
             "names imported from a module, can be flattened"
         )
@@ -63,7 +65,7 @@ def _hf_vq_imports(module: ModuleType) -> list[tuple[ast.ImportFrom, dict[str, l
     found = []
     for node in ast.walk(ast.parse(inspect.getsource(module))):
         if isinstance(node, ast.Import) and any(alias.name.split(".")[0] == PACKAGE for alias in node.names):
-            raise ValueError(f"cannot export {module.__name__}: `import {PACKAGE}...` cannot be flattened")
+            raise UsageError(f"cannot export {module.__name__}: `import {PACKAGE}...` cannot be flattened")
         if not isinstance(node, ast.ImportFrom):
             continue
         if node.level:
@@ -103,16 +105,16 @@ def export_code(model: PreTrainedModel | type[PreTrainedModel], directory: str |
     directory = Path(directory)
     model_class = model if isinstance(model, type) else type(model)
     if model_class.__module__.startswith("transformers_modules."):
-        raise ValueError(
+        raise UsageError(
             f"{model_class.__name__} was loaded as remote code (trust_remote_code); exporting its code needs the "
             "hf_vq package: `pip install hf_vq`"
         )
     if not model_class.__module__.startswith(PACKAGE + ".") or not hasattr(model_class, "config_class"):
-        raise ValueError(f"{model_class.__name__} is not an hf_vq model; only hf_vq models can export their code")
+        raise UsageError(f"{model_class.__name__} is not an hf_vq model; only hf_vq models can export their code")
     config_class = model_class.config_class
     config_path = directory / "config.json"
     if not config_path.is_file():
-        raise ValueError(f"{directory} has no config.json: call save_pretrained before export_code")
+        raise UsageError(f"{directory} has no config.json: call save_pretrained before export_code")
 
     sources: dict[str, str] = {}  # flat file name -> source
     origins: dict[str, str] = {}  # flat file name -> module, to catch two modules of the same name
@@ -122,7 +124,7 @@ def export_code(model: PreTrainedModel | type[PreTrainedModel], directory: str |
         flat = _flat_name(name)
         if flat in origins:
             if origins[flat] != name:
-                raise ValueError(f"cannot export: {origins[flat]} and {name} would both be {flat}.py")
+                raise UsageError(f"cannot export: {origins[flat]} and {name} would both be {flat}.py")
             continue
         module = importlib.import_module(name)
         imports = _hf_vq_imports(module)
@@ -155,5 +157,5 @@ def export_pipeline_code(directory: str | Path, models: Mapping[str, PreTrainedM
         for path in (directory / part).glob("*.py"):
             root_copy = directory / path.name
             if root_copy.exists() and root_copy.read_text() != path.read_text():
-                raise ValueError(f"cannot export the pipeline's code: two different {path.name}")
+                raise UsageError(f"cannot export the pipeline's code: two different {path.name}")
             root_copy.write_text(path.read_text())

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.errors import UsageError
+
 
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     """Discriminator hinge loss `(mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))) / 2` (taming's scale), ()."""
@@ -98,7 +100,7 @@ class LeCAM(nn.Module):
     def __init__(self, decay: float = 0.99):
         super().__init__()
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-            raise ValueError(f"`decay` must be a number in [0, 1), got {decay!r}")
+            raise UsageError(f"`decay` must be a number in [0, 1), got {decay!r}")
         self.decay = float(decay)
         self.register_buffer("ema_real", torch.zeros((), dtype=torch.float32))
         self.register_buffer("ema_fake", torch.zeros((), dtype=torch.float32))

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..utils.configuration_utils import check_choice
+from ..utils.errors import UsageError
 
 LOSS_TYPES = ("l1", "l2")
 REDUCTIONS = ("mean", "sum")
@@ -24,7 +25,7 @@ def reconstruction_loss(
     check_choice("loss_type", loss_type, LOSS_TYPES)
     check_choice("reduction", reduction, REDUCTIONS)
     if reconstruction.shape != target.shape:
-        raise ValueError(f"shapes differ: reconstruction {tuple(reconstruction.shape)}, target {tuple(target.shape)}")
+        raise UsageError(f"shapes differ: reconstruction {tuple(reconstruction.shape)}, target {tuple(target.shape)}")
     error = F.l1_loss if loss_type == "l1" else F.mse_loss
     elementwise = error(reconstruction.float(), target.float(), reduction="none")
     if reduction == "mean":

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..utils.errors import UsageError
 from ..utils.torch_utils import evaluating, module_device
 from .reconstruction import ImageSet, image_batches
 
@@ -20,7 +21,7 @@ def frechet_distance(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_b: torch.Te
     """
     mean_a, mean_b, cov_a, cov_b = (t.double() for t in (mean_a, mean_b, cov_a, cov_b))
     if mean_a.shape != mean_b.shape or cov_a.shape != cov_b.shape or cov_a.shape != (len(mean_a), len(mean_a)):
-        raise ValueError(f"frechet_distance: means {tuple(mean_a.shape)}, {tuple(mean_b.shape)} and covariances "
+        raise UsageError(f"frechet_distance: means {tuple(mean_a.shape)}, {tuple(mean_b.shape)} and covariances "
                          f"{tuple(cov_a.shape)}, {tuple(cov_b.shape)} do not match")  # fmt: skip
     values, vectors = torch.linalg.eigh((cov_a + cov_a.T) / 2)
     root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
@@ -42,7 +43,7 @@ def feature_statistics(
         outer = features.T @ features if outer is None else outer + features.T @ features
         count += len(features)
     if count < 2:
-        raise ValueError("feature statistics need at least 2 images")
+        raise UsageError("feature statistics need at least 2 images")
     mean = total / count
     return mean, (outer - count * torch.outer(mean, mean)) / (count - 1)
 

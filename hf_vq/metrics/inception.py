@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from ..utils.errors import UsageError
+
 FEATURES = 2048  # the pool3 features FID is defined on
 INPUT_SIZE = 299
 
@@ -191,7 +193,7 @@ class FIDInceptionV3(nn.Module):
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.ndim != 4 or pixel_values.shape[1] not in (1, 3):
-            raise ValueError(f"FID Inception takes images (B, 1 or 3, H, W), got shape {tuple(pixel_values.shape)}")
+            raise UsageError(f"FID Inception takes images (B, 1 or 3, H, W), got shape {tuple(pixel_values.shape)}")
         device = self.Conv2d_1a_3x3.conv.weight.device
         x = pixel_values.to(device=device, dtype=torch.float32).expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
@@ -210,7 +212,7 @@ def load_inception(path: str | os.PathLike, device: str | torch.device = "cpu") 
     and ignored; any other missing or unexpected key is a `ValueError`."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"Inception weights {str(path)!r} do not exist (they cannot be downloaded here)")
+        raise UsageError(f"Inception weights {str(path)!r} do not exist (they cannot be downloaded here)")
     if path.suffix == ".safetensors":
         state = load_file(path)
     else:
@@ -223,7 +225,7 @@ def load_inception(path: str | os.PathLike, device: str | torch.device = "cpu") 
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(key for key in set(state) & set(expected) if state[key].shape != expected[key].shape)
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise UsageError(
             f"{path} is not the FID Inception's weights: missing {missing[:5]}, unexpected {unexpected[:5]}, "
             f"wrong shapes {wrong[:5]}"
         )

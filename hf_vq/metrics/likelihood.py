@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from ..utils.errors import UsageError
 from ..utils.torch_utils import evaluating, module_device
 from .posterior import encodes_a_posterior
 from .reconstruction import ImageSet, image_batches
@@ -23,7 +24,7 @@ def discretized_gaussian_log_likelihood(
     bits/dim of likelihood models on 8-bit data.
     """
     if images.shape != mean.shape:
-        raise ValueError(f"shapes differ: images {tuple(images.shape)}, mean {tuple(mean.shape)}")
+        raise UsageError(f"shapes differ: images {tuple(images.shape)}, mean {tuple(mean.shape)}")
     half_bin = 1.0 / (num_bins - 1)
     levels = torch.round((images.float().clamp(-1, 1) + 1) / (2 * half_bin))  # 0 .. num_bins - 1
     x = levels * 2 * half_bin - 1
@@ -49,7 +50,7 @@ def _fitted_scale(reconstruction: torch.Tensor, images: torch.Tensor) -> float:
 
 def _check_scale(decoder_scale: float | None) -> None:
     if decoder_scale is not None and not decoder_scale > 0:
-        raise ValueError(f"`decoder_scale` must be > 0, got {decoder_scale}")
+        raise UsageError(f"`decoder_scale` must be > 0, got {decoder_scale}")
 
 
 @torch.no_grad()
@@ -82,10 +83,10 @@ def bits_per_dim(
     images = torch.cat([batch.cpu() for batch in image_batches(images, batch_size)])
     if not hasattr(model, "encode_indices") and encodes_a_posterior(model, images[:1]):
         if not isinstance(prior, str) or class_labels is not None:
-            raise ValueError("a VAE's prior is its own N(0, I): pass neither `prior` nor `class_labels`")
+            raise UsageError("a VAE's prior is its own N(0, I): pass neither `prior` nor `class_labels`")
         return _vae_bits_per_dim(model, images, decoder_scale, batch_size, num_samples, generator)
     if not hasattr(model, "encode_indices"):
-        raise ValueError(
+        raise UsageError(
             f"bits_per_dim takes a VQ model or a VAE; got {type(model).__name__} (a deterministic autoencoder has no "
             "likelihood)"
         )
@@ -98,13 +99,13 @@ def _check_prior(
 ) -> None:
     if isinstance(prior, str):
         if prior != "uniform":
-            raise ValueError(f"`prior` must be 'uniform' or a VQPriorForCausalLM, got {prior!r}")
+            raise UsageError(f"`prior` must be 'uniform' or a VQPriorForCausalLM, got {prior!r}")
     else:
         prior.check_vq_model(model)
         if prior.config.is_class_conditional and class_labels is None:
-            raise ValueError("the prior is class-conditional: pass the `class_labels` of the images")
+            raise UsageError("the prior is class-conditional: pass the `class_labels` of the images")
     if class_labels is not None and len(class_labels) != num_images:
-        raise ValueError(f"got {len(class_labels)} class labels for {num_images} images")
+        raise UsageError(f"got {len(class_labels)} class labels for {num_images} images")
 
 
 def _vq_bits_per_dim(
@@ -150,7 +151,7 @@ def _vae_bits_per_dim(
     generator: torch.Generator | None,
 ) -> dict[str, float]:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"`num_samples` must be a positive integer, got {num_samples!r}")
+        raise UsageError(f"`num_samples` must be a positive integer, got {num_samples!r}")
     device = module_device(model)
     with evaluating(model):
         if decoder_scale is None:  # fitted to the reconstructions from the posterior means

@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 
 from ..modules.distributions import DiagonalGaussian, latent_mean
+from ..utils.errors import UsageError
 from ..utils.torch_utils import evaluating, module_device
 from .reconstruction import ImageSet, image_batches
 
 
 def _check_autoencoder(model: torch.nn.Module, what: str) -> None:
     if not callable(getattr(model, "encode", None)):
-        raise ValueError(f"{what} takes an autoencoder (with encode); got {type(model).__name__}")
+        raise UsageError(f"{what} takes an autoencoder (with encode); got {type(model).__name__}")
 
 
 @torch.no_grad()
@@ -47,7 +48,7 @@ def _latent_statistics(
             encoded = model.encode(batch.to(module_device(model)))
             posterior = encoded if isinstance(encoded, DiagonalGaussian) else None
             if posterior is None and require_posterior:
-                raise ValueError(
+                raise UsageError(
                     f"kl_per_channel takes a VAE (whose encode gives a posterior); got {type(model).__name__}"
                 )
             mean = latent_mean(encoded).double().cpu()  # (B, C, h, w)

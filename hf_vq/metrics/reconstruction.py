@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..modules.lpips import LPIPS, load_lpips
 from ..modules.quantizers import code_statistics
+from ..utils.errors import UsageError
 from ..utils.torch_utils import check_same_shape, evaluating, module_device
 
 ImageSet = torch.Tensor | Iterable[torch.Tensor] | Iterable[dict[str, torch.Tensor]]
@@ -22,13 +23,13 @@ def image_batches(images: ImageSet, batch_size: int = 64) -> Iterator[torch.Tens
     for batch in batches:
         batch = batch["pixel_values"] if isinstance(batch, dict) else batch
         if batch.ndim != 4:
-            raise ValueError(f"expected batches of images (B, C, H, W), got shape {tuple(batch.shape)}")
+            raise UsageError(f"expected batches of images (B, C, H, W), got shape {tuple(batch.shape)}")
         if shape is not None and batch.shape[1:] != shape:
-            raise ValueError(f"images of different sizes in one set: {tuple(shape)} and {tuple(batch.shape[1:])}")
+            raise UsageError(f"images of different sizes in one set: {tuple(shape)} and {tuple(batch.shape[1:])}")
         shape, count = batch.shape[1:], count + len(batch)
         yield batch
     if count == 0:
-        raise ValueError("the evaluation set is empty")
+        raise UsageError("the evaluation set is empty")
 
 
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
@@ -40,7 +41,7 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor, data_range: float =
     """
     check_same_shape(reconstruction, target, "psnr")
     if reconstruction.ndim < 2:
-        raise ValueError(f"expected a batch of images (B, ...), got shape {tuple(reconstruction.shape)}")
+        raise UsageError(f"expected a batch of images (B, ...), got shape {tuple(reconstruction.shape)}")
     low = -data_range / 2
     clipped = reconstruction.detach().float().clamp(low, low + data_range)
     mse = (clipped - target.detach().float()).pow(2).flatten(1).mean(dim=1)  # (B,)
@@ -70,11 +71,11 @@ def ssim(
     use_sample_covariance=False)`. Reconstructions are clipped to the valid range first, as in `psnr`."""
     check_same_shape(reconstruction, target, "ssim")
     if reconstruction.ndim != 4:
-        raise ValueError(f"ssim takes images (B, C, H, W), got shape {tuple(reconstruction.shape)}")
+        raise UsageError(f"ssim takes images (B, C, H, W), got shape {tuple(reconstruction.shape)}")
     window = gaussian_window(sigma).to(reconstruction.device)
     size, channels = window.shape[0], reconstruction.shape[1]
     if min(reconstruction.shape[-2:]) < size:
-        raise ValueError(f"ssim needs images of at least {size}x{size} pixels, got {tuple(reconstruction.shape[-2:])}")
+        raise UsageError(f"ssim needs images of at least {size}x{size} pixels, got {tuple(reconstruction.shape[-2:])}")
     low = -data_range / 2
     x = reconstruction.detach().double().clamp(low, low + data_range)
     y = target.detach().double()
@@ -127,7 +128,7 @@ def codebook_perplexity(indices: torch.Tensor, num_embeddings: int) -> float:
 
 def _check_vq_model(model: torch.nn.Module, what: str) -> None:
     if not hasattr(model, "encode_indices"):
-        raise ValueError(f"{what} takes a VQ model (with encode_indices); got {type(model).__name__}")
+        raise UsageError(f"{what} takes a VQ model (with encode_indices); got {type(model).__name__}")
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..conversion.safetensors import CONVERSION_COMMAND, pickled_weight_files
 from ..hub.upload import push_model
+from ..utils.errors import UsageError
 
 
 class HubMixin:
@@ -26,7 +27,7 @@ class HubMixin:
         or repo holding only pickled weights (`pytorch_model.bin`, `.pt`) gets an error naming the conversion
         script."""
         if kwargs.get("use_safetensors") is False:
-            raise ValueError(
+            raise UsageError(
                 "hf_vq loads weights only from safetensors (`use_safetensors=False` would unpickle them); convert "
                 f"pickled weights once with `{CONVERSION_COMMAND.format(source=pretrained_model_name_or_path)}`"
             )

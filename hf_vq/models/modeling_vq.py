@@ -16,6 +16,7 @@ from transformers.utils import ModelOutput
 from ..modules.backbone import init_conv_weights
 from ..modules.checks import check_indices
 from ..modules.quantizers import FSQ, QUANTIZER_STATE_KEYS, VectorQuantizer
+from ..utils.errors import UsageError
 
 
 @dataclass
@@ -113,7 +114,7 @@ class VQPreTrainedModel(PreTrainedModel):
         missing, unexpected = self.load_state_dict(state_dict, strict=False)
         missing = [key for key in missing if key not in QUANTIZER_STATE_KEYS]
         if missing or unexpected:
-            raise ValueError(
+            raise UsageError(
                 f"{source} does not match {type(self).__name__}: missing {missing}, unexpected {unexpected}"
             )
         if isinstance(self.quantize, VectorQuantizer):

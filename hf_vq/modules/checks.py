@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from ..utils.errors import UsageError
+
 
 def _shape_or_type(value: Any) -> tuple[int, ...] | str:
     return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
@@ -39,24 +41,24 @@ def check_feature_maps(
         min_size: the smallest height and width the model takes.
     """
     if not isinstance(value, torch.Tensor) or value.ndim != 4:
-        raise ValueError(
+        raise UsageError(
             f"`{name}` must be a tensor of shape (batch, {channels}, height, width), got {_shape_or_type(value)}"
         )
     if not value.is_floating_point():
-        raise ValueError(f"`{name}` must be a float tensor, got dtype {value.dtype}")
+        raise UsageError(f"`{name}` must be a float tensor, got dtype {value.dtype}")
     _, got_channels, height, width = value.shape
     if got_channels != channels:
-        raise ValueError(
+        raise UsageError(
             f"`{name}` must have {channels} channels, shape (batch, {channels}, height, width), since the model was "
             f"configured with {channels_field}={channels}; got {got_channels} channels, shape {tuple(value.shape)}"
         )
     if height % downsample_factor or width % downsample_factor:
-        raise ValueError(
+        raise UsageError(
             f"`{name}` has spatial size {height}x{width}, which is not divisible by the model's downsampling factor "
             f"{downsample_factor}"
         )
     if height < min_size or width < min_size:
-        raise ValueError(f"`{name}` is {height}x{width}; the model needs at least {min_size}x{min_size}")
+        raise UsageError(f"`{name}` is {height}x{width}; the model needs at least {min_size}x{min_size}")
 
 
 def check_pixel_values(pixel_values: Any, config: Any) -> None:
@@ -70,13 +72,13 @@ def check_pixel_values(pixel_values: Any, config: Any) -> None:
 def check_indices(indices: Any, num_embeddings: int) -> None:
     """Raise a `ValueError` unless `indices` is an integer (B, h, w) grid of codes in [0, num_embeddings)."""
     if not isinstance(indices, torch.Tensor) or indices.ndim != 3:
-        raise ValueError(
+        raise UsageError(
             f"indices must be a (batch, height, width) grid of code indices, got shape {_shape_or_type(indices)}"
         )
     if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
-        raise ValueError(f"indices must be an integer tensor, got dtype {indices.dtype}")
+        raise UsageError(f"indices must be an integer tensor, got dtype {indices.dtype}")
     if indices.numel() and (indices.min() < 0 or indices.max() >= num_embeddings):
-        raise ValueError(
+        raise UsageError(
             f"indices must lie in [0, {num_embeddings}) (the codebook size), got values in "
             f"[{indices.min().item()}, {indices.max().item()}]"
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..utils.errors import UsageError
+
 # Sum over channels and positions: per-sample totals (B,), the unit the VAE reports KL in.
 PER_SAMPLE = (1, 2, 3)
 
@@ -19,7 +21,7 @@ class DiagonalGaussian:
 
     def __init__(self, mean: torch.Tensor, logvar: torch.Tensor):
         if mean.shape != logvar.shape:
-            raise ValueError(f"mean {tuple(mean.shape)} and logvar {tuple(logvar.shape)} must have the same shape")
+            raise UsageError(f"mean {tuple(mean.shape)} and logvar {tuple(logvar.shape)} must have the same shape")
         self.mean = mean
         self.logvar = logvar.clamp(-30.0, 20.0)
 

@@ -23,6 +23,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from ..utils.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_FILENAME = "lpips_vgg16.safetensors"
@@ -132,9 +134,9 @@ class LPIPS(nn.Module):
         1-channel images are repeated to 3. Both batches go through the trunk together, in one pass.
         """
         if input.shape != target.shape:
-            raise ValueError(f"LPIPS needs images of equal shapes, got {tuple(input.shape)} and {tuple(target.shape)}")
+            raise UsageError(f"LPIPS needs images of equal shapes, got {tuple(input.shape)} and {tuple(target.shape)}")
         if input.ndim != 4 or input.shape[1] not in (1, 3):
-            raise ValueError(f"LPIPS takes images of shape (batch, 3 or 1, height, width), got {tuple(input.shape)}")
+            raise UsageError(f"LPIPS takes images of shape (batch, 3 or 1, height, width), got {tuple(input.shape)}")
         if input.shape[1] == 1:
             input, target = input.expand(-1, 3, -1, -1), target.expand(-1, 3, -1, -1)
         batch = input.shape[0]
@@ -147,7 +149,7 @@ class LPIPS(nn.Module):
         missing = sorted(set(expected) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(expected))
         if missing or unexpected:
-            raise ValueError(
+            raise UsageError(
                 "LPIPS weights do not match the VGG16 + linear heads layout "
                 f"(features.N.weight/bias, linK.model.1.weight): missing keys {missing}, unexpected keys {unexpected}"
             )
@@ -157,7 +159,7 @@ class LPIPS(nn.Module):
             if state_dict[key].shape != expected[key].shape
         ]
         if wrong_shapes:
-            raise ValueError(f"LPIPS weights have wrong shapes: {'; '.join(wrong_shapes)}")
+            raise UsageError(f"LPIPS weights have wrong shapes: {'; '.join(wrong_shapes)}")
         self.load_state_dict(state_dict, strict=True)
 
     @classmethod

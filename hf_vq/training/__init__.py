@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from ..utils.errors import UsageError
 from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingArguments, parse_arguments
 from .encoding import encode_dataset
 from .families import FAMILIES, TRAINERS, Family
@@ -16,7 +17,7 @@ def main(family: str, argv: list[str] | None = None) -> dict:
     """Entry point of `training/train_<family>.py`: parse the arguments, train, return the final metrics."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; one of {list(FAMILIES)}")
+        raise UsageError(f"unknown family {family!r}; one of {list(FAMILIES)}")
     spec = FAMILIES[family]
     parsed = parse_arguments(with_gan=spec.adversarial, argv=argv, with_prior=spec.trainer_class.uses_prior_arguments)
     return spec.trainer_class(spec, parsed).run()

@@ -16,6 +16,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from ..utils.configuration_utils import check_choice, check_float, check_int
+from ..utils.errors import UsageError
 
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -111,7 +112,7 @@ class TrainingArguments:
         check_choice("report_to", self.report_to, TRACKERS)
         check_choice("reconstruction_loss", self.reconstruction_loss, (None, "l1", "l2"))
         if self.push_to_hub and not self.hub_model_id:
-            raise ValueError("`--push_to_hub` needs `--hub_model_id` (e.g. org/vqgan-celeba)")
+            raise UsageError("`--push_to_hub` needs `--hub_model_id` (e.g. org/vqgan-celeba)")
 
 
 @dataclass
@@ -176,11 +177,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """A JSON or YAML file as a dict, with a clear error for anything else."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} does not exist")
+        raise UsageError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
     data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     if not isinstance(data, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a mapping of field names to values")
+        raise UsageError(f"config file {str(path)!r} must hold a mapping of field names to values")
     return data
 
 
@@ -205,7 +206,7 @@ def parse_arguments(
     allowed = {f.name for dc in dataclasses_ for f in fields(dc)}
     unknown = sorted(set(file_values) - allowed)
     if unknown:
-        raise ValueError(f"unknown training arguments in {known.config}: {unknown}")
+        raise UsageError(f"unknown training arguments in {known.config}: {unknown}")
     parser.set_defaults(**file_values)
     namespace = parser.parse_args(rest)
     values = vars(namespace)
@@ -213,7 +214,7 @@ def parse_arguments(
     gan = GANArguments(**{f.name: values[f.name] for f in fields(GANArguments)}) if with_gan else None
     prior = PriorArguments(**{f.name: values[f.name] for f in fields(PriorArguments)}) if with_prior else None
     if training.output_dir is None:
-        raise ValueError("`--output_dir` is required (on the command line or in the --config file)")
+        raise UsageError("`--output_dir` is required (on the command line or in the --config file)")
     if training.model_config:
         model_config.update(load_config_file(training.model_config))
     return ParsedArguments(training, gan, model_config, discriminator_config, prior)

@@ -24,6 +24,7 @@ from datasets import Sequence as SequenceFeature
 
 from ..data import ImageStream, image_dataloader, load_image_dataset
 from ..utils.configuration_utils import latent_side
+from ..utils.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +66,11 @@ def encode_dataset(
     """
     output_dir = Path(output_dir)
     if output_dir.exists():
-        raise ValueError(f"{output_dir} already exists: choose a new output directory (nothing was written)")
+        raise UsageError(f"{output_dir} already exists: choose a new output directory (nothing was written)")
     if not hasattr(vq_model, "encode_indices"):
-        raise ValueError(f"`vq_model` must be a VQ model (with encode_indices), got {type(vq_model).__name__}")
+        raise UsageError(f"`vq_model` must be a VQ model (with encode_indices), got {type(vq_model).__name__}")
     if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+        raise UsageError(f"`batch_size` must be >= 1, got {batch_size}")
     accelerator = accelerator or Accelerator(cpu=not torch.accelerator.is_available())
     resolution = resolution or vq_model.config.sample_size
     latent_side(vq_model.config, resolution)  # checks the resolution

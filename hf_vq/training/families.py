@@ -27,6 +27,7 @@ from ..models import (
     VQVAEConfig,
     VQVAEModel,
 )
+from ..utils.errors import UsageError
 from .image_trainer import ImageTrainer
 from .objectives import Objective, causal_lm_objective, image_objective, vae_objective
 from .prior_trainer import PriorTrainer
@@ -81,7 +82,7 @@ class Family:
 
     def __post_init__(self):
         if self.data not in TRAINERS:
-            raise ValueError(f"Family {self.name!r}: data {self.data!r} is not one of {sorted(TRAINERS)}")
+            raise UsageError(f"Family {self.name!r}: data {self.data!r} is not one of {sorted(TRAINERS)}")
 
     @property
     def trainer_class(self) -> type[Trainer]:

@@ -20,6 +20,7 @@ from transformers import AutoModel, PreTrainedModel
 from ..data import CodeStream, check_columns, image_dataloader, load_code_dataset
 from ..pipelines import VQImageGenerationPipeline
 from ..utils.configuration_utils import latent_side
+from ..utils.errors import UsageError
 from ..utils.image_utils import make_grid
 from ..utils.torch_utils import evaluating
 from .arguments import ParsedArguments
@@ -46,7 +47,7 @@ class PriorTrainer(Trainer):
             return self.prior_args.vq_model
         info = read_codes_info(self.args.dataset) if os.path.isdir(self.args.dataset) else None
         if info is None or not info.get("vq_model"):
-            raise ValueError(
+            raise UsageError(
                 f"`--vq_model` is required: {self.args.dataset!r} does not record the VQ model its codes come from"
             )
         return info["vq_model"]
@@ -55,11 +56,11 @@ class PriorTrainer(Trainer):
         """Classes of the label column, from its ClassLabel feature."""
         features = load_code_dataset(self.args.dataset, self.args.dataset_split).features
         if features is None:
-            raise ValueError(f"{self.args.dataset!r} does not declare its columns: set `num_classes` (model config)")
+            raise UsageError(f"{self.args.dataset!r} does not declare its columns: set `num_classes` (model config)")
         check_columns(features, label_column=self.args.label_column)
         feature = features[self.args.label_column]
         if not isinstance(feature, ClassLabel):
-            raise ValueError(
+            raise UsageError(
                 f"label column {self.args.label_column!r} is not a ClassLabel: set `num_classes` in the model config"
             )
         return feature.num_classes
@@ -76,7 +77,7 @@ class PriorTrainer(Trainer):
         model.check_vq_model(self.vq_model)
         conditional, labelled = model.config.is_class_conditional, args.label_column is not None
         if conditional != labelled:
-            raise ValueError(
+            raise UsageError(
                 f"the prior has num_classes = {model.config.num_classes} but --label_column is "
                 f"{args.label_column!r}: a class-conditional prior needs the label column, an unconditional "
                 "one takes none"
@@ -94,7 +95,7 @@ class PriorTrainer(Trainer):
             given = config.setdefault(name, value)
             given = list(given) if name == "token_grid_size" else given
             if name != "vq_model_name_or_path" and given != value:  # the recorded name may be another spelling
-                raise ValueError(f"model config `{name}` is {given!r} but the VQ model's codes have {value!r}")
+                raise UsageError(f"model config `{name}` is {given!r} but the VQ model's codes have {value!r}")
         if self.args.label_column is not None and "num_classes" not in config:
             config["num_classes"] = self._num_classes()
 
@@ -125,7 +126,7 @@ class PriorTrainer(Trainer):
         if args.eval_split is not None:
             batches = list(image_dataloader(self._code_stream(args.eval_split, shuffle_buffer=1), 256, False))
             if not batches:
-                raise ValueError(f"split {args.eval_split!r} of {args.dataset!r} has no code sequences")
+                raise UsageError(f"split {args.eval_split!r} of {args.dataset!r} has no code sequences")
             indices = torch.cat([b["indices"] for b in batches])[: args.max_eval_images]
             labels = torch.cat([b["class_labels"] for b in batches])[: args.max_eval_images]
             self.eval_codes = (indices, labels if args.label_column is not None else None)

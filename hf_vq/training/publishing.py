@@ -22,6 +22,7 @@ from transformers import PretrainedConfig
 from ..hub import check_no_token, remote_code, render_model_card, render_pipeline_card, upload_to_hub
 from ..models import MODEL_CLASSES
 from ..pipelines import PIPELINE_PARTS
+from ..utils.errors import UsageError
 
 MODEL_FOLDER, PIPELINE_FOLDER = "model", "pipeline"
 SAMPLES_FOLDER = "samples"
@@ -35,13 +36,13 @@ def _load_config(folder: Path) -> PretrainedConfig:
     """The config of a saved hf_vq model, without the Auto classes (so this works before `import hf_vq` registers)."""
     model_type = (_read_json(folder / "config.json") or {}).get("model_type")
     if model_type not in MODEL_CLASSES:
-        raise ValueError(f"{folder}/config.json is not the config of an hf_vq model (model_type {model_type!r})")
+        raise UsageError(f"{folder}/config.json is not the config of an hf_vq model (model_type {model_type!r})")
     return MODEL_CLASSES[model_type].config_class.from_pretrained(folder)
 
 
 def _check_safetensors(folder: Path) -> None:
     if not any(folder.glob("*.safetensors")):
-        raise ValueError(f"{folder} has no safetensors weights; hf_vq publishes safetensors only")
+        raise UsageError(f"{folder} has no safetensors weights; hf_vq publishes safetensors only")
 
 
 def latest_sample_grid(output_dir: str | Path) -> str | None:
@@ -101,7 +102,7 @@ def stage_training_outputs(
     pipeline = (output_dir / PIPELINE_FOLDER).is_dir()
     final = output_dir / (PIPELINE_FOLDER if pipeline else MODEL_FOLDER)
     if not final.is_dir():
-        raise ValueError(
+        raise UsageError(
             f"{output_dir} has no final {MODEL_FOLDER}/ or {PIPELINE_FOLDER}/ folder (did the run finish?)"
         )
     model_folders = list(PIPELINE_PARTS) if pipeline else [""]
@@ -114,7 +115,7 @@ def stage_training_outputs(
     for name, requested in wanted.items():
         source = output_dir / name
         if requested and not source.exists():
-            raise ValueError(f"{output_dir} has no {name} to push")
+            raise UsageError(f"{output_dir} has no {name} to push")
         if requested and source.is_dir():
             _check_safetensors(source)
             shutil.copytree(source, staging / name)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_scheduler
 
 from ..data import RecordStream
+from ..utils.errors import UsageError
 from ..utils.torch_utils import evaluating
 from .adversarial import AdversarialPart
 from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingArguments
@@ -111,7 +112,7 @@ class Trainer:
         first, e.g. with fields derived from the data)."""
         if self.args.pretrained_model:
             if self.model_config:
-                raise ValueError("give either --pretrained_model or a model config, not both")
+                raise UsageError("give either --pretrained_model or a model config, not both")
             return self.family.model_class.from_pretrained(self.args.pretrained_model)
         return self.family.model_class(self.family.config_class(**self.model_config))
 
@@ -197,7 +198,7 @@ class Trainer:
             )
             return
         if not (path / "trainer_state.json").is_file():
-            raise ValueError(f"{path} is not a complete checkpoint (no trainer_state.json)")
+            raise UsageError(f"{path} is not a complete checkpoint (no trainer_state.json)")
         self.accelerator.load_state(str(path))
         state = json.loads((path / "trainer_state.json").read_text())
         self.global_step = state["global_step"]
@@ -206,7 +207,7 @@ class Trainer:
             self.adversarial.load(path)
         data_state = path / f"data_state_{self.accelerator.process_index}.json"
         if not data_state.is_file():
-            raise ValueError(f"{path} has no data position for process {self.accelerator.process_index}")
+            raise UsageError(f"{path} has no data position for process {self.accelerator.process_index}")
         self.stream.load_state_dict(json.loads(data_state.read_text()))
         logger.info("resumed from %s at step %d", path, self.global_step)
 
@@ -280,7 +281,7 @@ class Trainer:
                 return next(self._batches)
             except StopIteration:
                 self._batches = None
-        raise ValueError(
+        raise UsageError(
             f"the training split of {self.args.dataset!r} gives no full batch of {self.args.train_batch_size} records "
             f"on process {self.accelerator.process_index}; use a smaller --train_batch_size"
         )

@@ -1,7 +1,7 @@
 """Config validation helpers and the config fields shared by every convolutional autoencoder.
 
-Every check raises a `ValueError` that names the config field and the allowed values, so a bad config fails at
-construction, never deep inside `forward`.
+Every check raises a `UsageError` (a `ValueError`) that names the config field and the allowed values, so a bad
+config fails at construction, never deep inside `forward`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
+from .errors import UsageError
+
 # diffusers' block names, kept so that configs convert to and from diffusers' `AutoencoderKL` / `VQModel` as they are.
 DOWN_BLOCK_TYPES = ("DownEncoderBlock2D", "AttnDownEncoderBlock2D")
 UP_BLOCK_TYPES = ("UpDecoderBlock2D", "AttnUpDecoderBlock2D")
@@ -20,13 +22,13 @@ ACTIVATIONS = ("silu", "swish", "mish", "gelu", "relu")
 
 
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> None:
-    """Raise a `ValueError` unless `value` is an int in `[minimum, maximum]`."""
+    """Raise a `UsageError` unless `value` is an int in `[minimum, maximum]`."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"`{name}` must be an integer, got {value!r}")
+        raise UsageError(f"`{name}` must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
+        raise UsageError(f"`{name}` must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
-        raise ValueError(f"`{name}` must be <= {maximum}, got {value}")
+        raise UsageError(f"`{name}` must be <= {maximum}, got {value}")
 
 
 def check_float(
@@ -38,25 +40,25 @@ def check_float(
     exclusive_minimum: bool = False,
     exclusive_maximum: bool = False,
 ) -> None:
-    """Raise a `ValueError` unless `value` is a finite real number in the given range."""
+    """Raise a `UsageError` unless `value` is a finite real number in the given range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite number, got {value!r}")
+        raise UsageError(f"`{name}` must be a finite number, got {value!r}")
     if minimum is not None and (value <= minimum if exclusive_minimum else value < minimum):
-        raise ValueError(f"`{name}` must be {'>' if exclusive_minimum else '>='} {minimum}, got {value}")
+        raise UsageError(f"`{name}` must be {'>' if exclusive_minimum else '>='} {minimum}, got {value}")
     if maximum is not None and (value >= maximum if exclusive_maximum else value > maximum):
-        raise ValueError(f"`{name}` must be {'<' if exclusive_maximum else '<='} {maximum}, got {value}")
+        raise UsageError(f"`{name}` must be {'<' if exclusive_maximum else '<='} {maximum}, got {value}")
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    """Raise a `ValueError` unless `value` is one of `choices`."""
+    """Raise a `UsageError` unless `value` is one of `choices`."""
     if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}")
+        raise UsageError(f"`{name}` must be one of {list(choices)}, got {value!r}")
 
 
 def check_int_list(name: str, value: Any, minimum: int = 1) -> None:
-    """Raise a `ValueError` unless `value` is a non-empty list or tuple of ints >= `minimum`."""
+    """Raise a `UsageError` unless `value` is a non-empty list or tuple of ints >= `minimum`."""
     if not isinstance(value, (list, tuple)) or len(value) == 0:
-        raise ValueError(f"`{name}` must be a non-empty list of integers, got {value!r}")
+        raise UsageError(f"`{name}` must be a non-empty list of integers, got {value!r}")
     for i, item in enumerate(value):
         check_int(f"{name}[{i}]", item, minimum=minimum)
 
@@ -108,7 +110,7 @@ class ConvAutoencoderConfig(PreTrainedConfig):
             if value is None:
                 value = default
             if not isinstance(value, (list, tuple)):
-                raise ValueError(f"`{name}` must be a list of block names, got {value!r}")
+                raise UsageError(f"`{name}` must be a list of block names, got {value!r}")
             setattr(self, name, list(value))
         self._check_backbone()
 
@@ -121,10 +123,10 @@ class ConvAutoencoderConfig(PreTrainedConfig):
         check_int("sample_size", self.sample_size, minimum=1)
         check_choice("act_fn", self.act_fn, ACTIVATIONS)
         if not isinstance(self.mid_block_add_attention, bool):
-            raise ValueError(f"`mid_block_add_attention` must be a bool, got {self.mid_block_add_attention!r}")
+            raise UsageError(f"`mid_block_add_attention` must be a bool, got {self.mid_block_add_attention!r}")
         for i, channels in enumerate(self.block_out_channels):
             if channels % self.norm_num_groups != 0:
-                raise ValueError(
+                raise UsageError(
                     f"`block_out_channels[{i}]` ({channels}) must be divisible by `norm_num_groups` "
                     f"({self.norm_num_groups}): GroupNorm splits the channels into equal groups"
                 )
@@ -133,7 +135,7 @@ class ConvAutoencoderConfig(PreTrainedConfig):
             ("up_block_types", self.up_block_types, UP_BLOCK_TYPES),
         ):
             if len(types) != len(self.block_out_channels):
-                raise ValueError(
+                raise UsageError(
                     f"`{name}` must have one entry per resolution level (len(block_out_channels) = "
                     f"{len(self.block_out_channels)}), got {len(types)}"
                 )
@@ -141,7 +143,7 @@ class ConvAutoencoderConfig(PreTrainedConfig):
                 check_choice(f"{name}[{i}]", block_type, allowed)
         factor = self.downsample_factor
         if self.sample_size % factor != 0:
-            raise ValueError(
+            raise UsageError(
                 f"`sample_size` ({self.sample_size}) must be divisible by the downsampling factor {factor} "
                 f"(2 ** (len(block_out_channels) - 1) with {len(self.block_out_channels)} levels)"
             )
@@ -167,7 +169,7 @@ def latent_side(config: PreTrainedConfig, resolution: int | None = None) -> int:
     a `ValueError` unless the resolution is divisible by the model's downsampling factor."""
     resolution = resolution or config.sample_size
     if resolution % config.downsample_factor:
-        raise ValueError(
+        raise UsageError(
             f"`resolution` ({resolution}) must be divisible by the model's downsampling factor "
             f"{config.downsample_factor}"
         )
@@ -221,7 +223,7 @@ class QuantizerConfigMixin(PreTrainedConfig):
             self._check_fsq()
             return
         if self.fsq_levels is not None:
-            raise ValueError("`fsq_levels` applies to quantizer_type='fsq' only; unset it or set quantizer_type='fsq'")
+            raise UsageError("`fsq_levels` applies to quantizer_type='fsq' only; unset it or set quantizer_type='fsq'")
         check_int("num_vq_embeddings", self.num_vq_embeddings, minimum=2)
         check_float("vq_beta", self.vq_beta, minimum=0.0)
         check_choice("vq_codebook_update", self.vq_codebook_update, ("loss", "ema"))
@@ -229,11 +231,11 @@ class QuantizerConfigMixin(PreTrainedConfig):
         check_float("vq_ema_epsilon", self.vq_ema_epsilon, 0.0, exclusive_minimum=True)
         for name in ("vq_use_l2_norm", "vq_kmeans_init"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+                raise UsageError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
         if self.vq_codebook_dim is not None:
             check_int("vq_codebook_dim", self.vq_codebook_dim, minimum=1)
             if self.vq_codebook_dim >= self.vq_embed_dim:
-                raise ValueError(
+                raise UsageError(
                     f"`vq_codebook_dim` ({self.vq_codebook_dim}) must be smaller than `vq_embed_dim` "
                     f"({self.vq_embed_dim}): it factorizes the codebook into fewer dimensions; leave it unset to "
                     "search in vq_embed_dim"
@@ -243,14 +245,14 @@ class QuantizerConfigMixin(PreTrainedConfig):
 
     def _check_fsq(self) -> None:
         if self.fsq_levels is None:
-            raise ValueError("quantizer_type='fsq' needs `fsq_levels`, the levels per channel, e.g. [8, 5, 5, 5]")
+            raise UsageError("quantizer_type='fsq' needs `fsq_levels`, the levels per channel, e.g. [8, 5, 5, 5]")
         check_int_list("fsq_levels", self.fsq_levels, minimum=2)
         self.fsq_levels = list(self.fsq_levels)
         size = math.prod(self.fsq_levels)
         if self.num_vq_embeddings is None:
             self.num_vq_embeddings = size
         elif self.num_vq_embeddings != size:
-            raise ValueError(
+            raise UsageError(
                 f"`num_vq_embeddings` ({self.num_vq_embeddings}) conflicts with FSQ: its codebook is the grid of "
                 f"fsq_levels {self.fsq_levels}, {size} codes; leave num_vq_embeddings unset"
             )
@@ -263,7 +265,7 @@ class QuantizerConfigMixin(PreTrainedConfig):
         }
         for name, is_set in learned_codebook_options.items():
             if is_set:
-                raise ValueError(
+                raise UsageError(
                     f"`{name}` acts on a learned codebook, and FSQ has none (its codes are a fixed grid); "
                     f"unset {name} or use quantizer_type='vq'"
                 )

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import UsageError
+
 _MODES = {1: "L", 3: "RGB"}
 # Transparent pixels are composited over white, as a browser shows them (logos, icons and scans with an alpha
 # channel are drawn for a light page); PIL's plain `convert("RGB")` would instead expose whatever color the
@@ -28,7 +30,7 @@ def convert_image_mode(image: Image.Image, num_channels: int = 3, background: in
     convert.
     """
     if num_channels not in _MODES:
-        raise ValueError(f"`num_channels` must be 1 (grayscale) or 3 (RGB), got {num_channels}")
+        raise UsageError(f"`num_channels` must be 1 (grayscale) or 3 (RGB), got {num_channels}")
     target = _MODES[num_channels]
     if image.mode == target and "transparency" not in image.info:
         return image
@@ -68,7 +70,7 @@ def preprocess_image(image: Image.Image, resolution: int, num_channels: int = 3,
 def to_pil_images(images: torch.Tensor) -> list[Image.Image]:
     """(B, C, H, W) tensor in [-1, 1] with C in {1, 3} -> list of PIL images (values outside [-1, 1] are clipped)."""
     if images.ndim != 4 or images.shape[1] not in _MODES:
-        raise ValueError(f"images must have shape (batch, 1 or 3, height, width), got {tuple(images.shape)}")
+        raise UsageError(f"images must have shape (batch, 1 or 3, height, width), got {tuple(images.shape)}")
     array = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     array = array.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, C)
     mode = _MODES[images.shape[1]]
@@ -84,9 +86,9 @@ def make_grid(
     """
     pil = to_pil_images(images) if isinstance(images, torch.Tensor) else list(images)
     if not pil:
-        raise ValueError("make_grid needs at least one image")
+        raise UsageError("make_grid needs at least one image")
     if nrow < 1 or scale < 1:
-        raise ValueError(f"`nrow` and `scale` must be >= 1, got nrow={nrow}, scale={scale}")
+        raise UsageError(f"`nrow` and `scale` must be >= 1, got nrow={nrow}, scale={scale}")
     if scale > 1:
         pil = [image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST) for image in pil]
     width, height = pil[0].size

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .errors import UsageError
+
 
 @contextmanager
 def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
@@ -27,7 +29,7 @@ def module_device(model: torch.nn.Module) -> torch.device:
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
     """A `ValueError` naming `what` unless the two tensors have the same shape."""
     if a.shape != b.shape:
-        raise ValueError(
+        raise UsageError(
             f"{what}: the shapes differ, {tuple(a.shape)} and {tuple(b.shape)}; tensors of different shapes cannot be "
             "compared or interpolated"
         )

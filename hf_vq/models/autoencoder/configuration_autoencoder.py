@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...utils.configuration_utils import ConvAutoencoderConfig, check_choice, check_float, check_int
+from ...utils.errors import UsageError
 
 CORRUPTIONS = (None, "gaussian", "mask")
 
@@ -39,7 +40,7 @@ class AutoencoderConfig(ConvAutoencoderConfig):
             latent_numel = self.latent_channels * self.latent_size**2
             check_int("sparsity_k", self.sparsity_k, minimum=1)
             if self.sparsity_k > latent_numel:
-                raise ValueError(
+                raise UsageError(
                     f"`sparsity_k` ({self.sparsity_k}) must be at most the latent size latent_channels * "
                     f"latent_size**2 = {self.latent_channels} * {self.latent_size}**2 = {latent_numel}"
                 )

@@ -10,6 +10,7 @@ from transformers.utils import ModelOutput
 
 from ...modules.backbone import build_decoder, build_encoder, init_conv_weights
 from ...modules.checks import check_feature_maps, check_pixel_values
+from ...utils.errors import UsageError
 from ..modeling_utils import HubMixin
 from .configuration_autoencoder import AutoencoderConfig
 
@@ -73,7 +74,7 @@ class AutoencoderModel(AutoencoderPreTrainedModel):
             return latents
         flat = latents.flatten(1)  # (B, C*h*w)
         if k > flat.shape[1]:
-            raise ValueError(
+            raise UsageError(
                 f"`sparsity_k` ({k}) exceeds the {flat.shape[1]} latent activations of a "
                 f"{tuple(latents.shape[1:])} latent; use larger inputs or a smaller sparsity_k"
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 from ...utils.configuration_utils import check_choice, check_int
+from ...utils.errors import UsageError
 
 NORM_TYPES = ("batch", "group", "instance", "none")
 
@@ -49,7 +50,7 @@ class PatchDiscriminatorConfig(PreTrainedConfig):
         if self.norm_type == "group":
             for channels in self.layer_channels[1:]:
                 if channels % self.norm_num_groups != 0:
-                    raise ValueError(
+                    raise UsageError(
                         f"`norm_num_groups` ({self.norm_num_groups}) must divide the channels of every normalized "
                         f"layer {self.layer_channels[1:]}: GroupNorm splits the channels into equal groups"
                     )

@@ -6,6 +6,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import GPT2Config
 
 from ...utils.configuration_utils import check_int, check_int_list
+from ...utils.errors import UsageError
 
 
 @strict  # re-derives the field validators: some fields here are optional where GPT-2's are not
@@ -52,13 +53,13 @@ class VQPriorConfig(GPT2Config):
         check_int("num_classes", self.num_classes, minimum=0)
         check_int_list("token_grid_size", self.token_grid_size)
         if len(self.token_grid_size) != 2:
-            raise ValueError(f"`token_grid_size` must be (height, width), got {self.token_grid_size!r}")
+            raise UsageError(f"`token_grid_size` must be (height, width), got {self.token_grid_size!r}")
         self.token_grid_size = tuple(self.token_grid_size)
         check_int("n_layer", self.n_layer, minimum=1)
         check_int("n_head", self.n_head, minimum=1)
         check_int("n_embd", self.n_embd, minimum=1)
         if self.n_embd % self.n_head:
-            raise ValueError(f"`n_embd` ({self.n_embd}) must be divisible by `n_head` ({self.n_head})")
+            raise UsageError(f"`n_embd` ({self.n_embd}) must be divisible by `n_head` ({self.n_head})")
         derived = {
             "vocab_size": self.codebook_size + self.num_classes + 2,
             "bos_token_id": self.codebook_size + self.num_classes,
@@ -67,13 +68,13 @@ class VQPriorConfig(GPT2Config):
         for name, value in derived.items():
             given = getattr(self, name)
             if given is not None and given != value:
-                raise ValueError(
+                raise UsageError(
                     f"`{name}` is derived from codebook_size ({self.codebook_size}) and num_classes "
                     f"({self.num_classes}): expected {value}, got {given}; leave it unset"
                 )
             setattr(self, name, value)
         if self.eos_token_id is not None:
-            raise ValueError("`eos_token_id` must be None: every image has exactly height * width codes")
+            raise UsageError("`eos_token_id` must be None: every image has exactly height * width codes")
         if self.n_positions is None:
             self.n_positions = self.sequence_length
         check_int("n_positions", self.n_positions, minimum=self.sequence_length)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from transformers import GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+from ...utils.errors import UsageError
 from ..modeling_utils import HubMixin
 from .configuration_prior import VQPriorConfig
 
@@ -76,9 +77,9 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
         """Raise a `ValueError` unless `vq_model` (a VQ autoencoder) has this prior's codebook size."""
         size = getattr(vq_model.config, "num_vq_embeddings", None)
         if size is None:
-            raise ValueError(f"{type(vq_model).__name__} is not a VQ model (its config has no num_vq_embeddings)")
+            raise UsageError(f"{type(vq_model).__name__} is not a VQ model (its config has no num_vq_embeddings)")
         if size != self.config.codebook_size:
-            raise ValueError(
+            raise UsageError(
                 f"the prior models {self.config.codebook_size} codes (config.codebook_size) but the VQ model has "
                 f"{size} (config.num_vq_embeddings): they were not trained together"
             )
@@ -94,10 +95,10 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
             return None
         labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
         if not self.config.is_class_conditional:
-            raise ValueError("this prior is unconditional (num_classes = 0): it takes no class labels")
+            raise UsageError("this prior is unconditional (num_classes = 0): it takes no class labels")
         bad = (labels < (-1 if allow_null else 0)) | (labels >= self.config.num_classes)
         if bad.any():
-            raise ValueError(
+            raise UsageError(
                 f"class labels must be in [0, {self.config.num_classes}), got {labels[bad].unique().tolist()}"
             )
         return labels
@@ -118,19 +119,19 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
         device sync), for data already checked, as `CodeStream` checks every record."""
         codes = indices.reshape(len(indices), -1).long()
         if codes.shape[1] != self.config.num_image_tokens:
-            raise ValueError(
+            raise UsageError(
                 f"expected {self.config.num_image_tokens} codes per image (token grid "
                 f"{self.config.token_grid_size}), got indices of shape {tuple(indices.shape)}"
             )
         if check_values:
             if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.codebook_size):
-                raise ValueError(
+                raise UsageError(
                     f"code indices must be in [0, {self.config.codebook_size}), got values in "
                     f"[{codes.min().item()}, {codes.max().item()}]"
                 )
             class_labels = self.check_class_labels(class_labels, allow_null=True)
         if class_labels is not None and len(class_labels) != len(codes):
-            raise ValueError(f"got {len(class_labels)} class labels for {len(codes)} code grids")
+            raise UsageError(f"got {len(class_labels)} class labels for {len(codes)} code grids")
         prefix = self.prefix_ids(class_labels, len(codes))
         return torch.cat([prefix, codes.to(prefix.device)], dim=1)
 
@@ -166,16 +167,16 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
         guidance, the unconditional stream prefixed by BOS, see `PairedGuidanceSampler`); it needs class labels.
         """
         if num_samples < 1:
-            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}")
+            raise UsageError(f"`num_samples` must be >= 1, got {num_samples}")
         if temperature <= 0:
-            raise ValueError(f"`temperature` must be > 0, got {temperature}")
+            raise UsageError(f"`temperature` must be > 0, got {temperature}")
         if top_k is not None and top_k < 1:
-            raise ValueError(f"`top_k` must be >= 1 (or None for no top-k filtering), got {top_k}")
+            raise UsageError(f"`top_k` must be >= 1 (or None for no top-k filtering), got {top_k}")
         if top_p is not None and not 0 < top_p <= 1:
-            raise ValueError(f"`top_p` must be in (0, 1] (or None), got {top_p}")
+            raise UsageError(f"`top_p` must be in (0, 1] (or None), got {top_p}")
         labels = self.check_class_labels(class_labels)
         if guidance_scale != 1.0 and labels is None:
-            raise ValueError(
+            raise UsageError(
                 "`guidance_scale` != 1 needs class labels: classifier-free guidance contrasts the class-conditional "
                 "and the unconditional prediction"
                 + ("" if self.config.is_class_conditional else ", and this prior is unconditional (num_classes = 0)")

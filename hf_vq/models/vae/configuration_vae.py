@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...utils.configuration_utils import ConvAutoencoderConfig, check_float
+from ...utils.errors import UsageError
 
 
 class VAEConfig(ConvAutoencoderConfig):
@@ -39,4 +40,4 @@ class VAEConfig(ConvAutoencoderConfig):
         check_float("free_bits", self.free_bits, minimum=0.0)
         for name in ("use_quant_conv", "use_post_quant_conv"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
+                raise UsageError(f"`{name}` must be a bool, got {getattr(self, name)!r}")

@@ -14,6 +14,7 @@ from ...conversion.diffusers import autoencoder_kl_from_vae, vae_config_from_aut
 from ...modules.backbone import build_decoder, build_encoder, init_conv_weights
 from ...modules.checks import check_feature_maps, check_pixel_values
 from ...modules.distributions import DiagonalGaussian
+from ...utils.errors import UsageError
 from ..modeling_utils import HubMixin
 from .configuration_vae import VAEConfig
 
@@ -129,7 +130,7 @@ class VAEModel(VAEPreTrainedModel):
             latent_size: side of the latent grid; defaults to the one at `config.sample_size`.
         """
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"`num_samples` must be a positive integer, got {num_samples!r}")
+            raise UsageError(f"`num_samples` must be a positive integer, got {num_samples!r}")
         size = self.config.latent_size if latent_size is None else latent_size
         shape = (num_samples, self.config.latent_channels, size, size)
         latents = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)

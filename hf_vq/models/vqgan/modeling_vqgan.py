@@ -23,6 +23,7 @@ from ...conversion.taming import (
 from ...modules.backbone import build_decoder, build_encoder
 from ...modules.checks import check_feature_maps, check_pixel_values
 from ...modules.quantizers import build_quantizer
+from ...utils.errors import UsageError
 from ..modeling_utils import HubMixin
 from ..modeling_vq import VQPreTrainedModel
 from .configuration_vqgan import VQGANConfig
@@ -106,7 +107,7 @@ class VQGANModel(VQGANPreTrainedModel):
                 files you trust.
         """
         if config is not None and resolution is not None:
-            raise ValueError("give either config or resolution: the config already holds the resolution")
+            raise UsageError("give either config or resolution: the config already holds the resolution")
         state_dict = load_taming_state_dict(checkpoint, allow_unsafe_pickle=allow_unsafe_pickle)
         if config is None:
             config = VQGANConfig(**infer_taming_config(state_dict, resolution))

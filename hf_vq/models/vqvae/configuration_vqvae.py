@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...utils.configuration_utils import QuantizerConfigMixin, check_int
+from ...utils.errors import UsageError
 
 
 class VQVAEConfig(QuantizerConfigMixin):
@@ -43,11 +44,11 @@ class VQVAEConfig(QuantizerConfigMixin):
         check_int("num_downsamples", self.num_downsamples, minimum=1)
         check_int("sample_size", self.sample_size, minimum=1)
         if self.num_downsamples > 1 and self.hidden_channels % 2:
-            raise ValueError(
+            raise UsageError(
                 f"`hidden_channels` ({self.hidden_channels}) must be even: the first downsamplings use half of it"
             )
         if self.sample_size % self.downsample_factor:
-            raise ValueError(
+            raise UsageError(
                 f"`sample_size` ({self.sample_size}) must be divisible by the downsampling factor "
                 f"{self.downsample_factor} (2 ** num_downsamples)"
             )
