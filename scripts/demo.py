@@ -30,6 +30,8 @@ from hf_vq.latents import interpolate
 from hf_vq.metrics import bits_per_dim, evaluation_report
 from hf_vq.training import encode_dataset
 from hf_vq.training import main as train
+from hf_vq.utils.cli import run_script
+from hf_vq.utils.errors import UsageError
 from hf_vq.utils.image_utils import make_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +52,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def run(family: str, recipe: str, output_dir: Path, steps: int | None, *extra: str) -> dict:
-    argv = ["--config", str(RECIPES / recipe), "--output_dir", str(output_dir), *extra]
+    # The demo's runs are made to be made again: a rerun replaces them.
+    argv = ["--config", str(RECIPES / recipe), "--output_dir", str(output_dir), "--overwrite_output_dir", *extra]
     if steps is not None:
         argv += [
             "--max_train_steps",
@@ -147,9 +150,12 @@ def save_pipeline(pipe: VQImageGenerationPipeline, metrics: dict, output_dir: Pa
 
 def main() -> None:
     args = parse_args()
+    for flag, steps in (("--vqgan_steps", args.vqgan_steps), ("--prior_steps", args.prior_steps)):
+        if steps is not None and steps < 1:  # checked before anything is written or trained
+            raise UsageError(f"{flag} must be >= 1, got {steps}")
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("codes", "pipeline"):  # a rerun starts these steps afresh (the training runs overwrite themselves)
+    for stale in ("codes", "pipeline"):  # a rerun starts these steps afresh (the runs: --overwrite_output_dir)
         if (output_dir / stale).exists():
             shutil.rmtree(output_dir / stale)
 
@@ -184,4 +190,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

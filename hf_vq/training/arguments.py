@@ -61,6 +61,10 @@ class TrainingArguments:
     checkpointing_steps: int = field(default=500, metadata={"help": "Save a resumable state every N steps."})
     checkpoints_total_limit: int | None = field(default=None, metadata={"help": "Keep at most N checkpoints."})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint dir or 'latest'."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh in an output dir holding an earlier run, deleting its model and checkpoints."},
+    )
     seed: int = field(default=0, metadata={"help": "Random seed."})
     report_to: str = field(default="tensorboard", metadata={"help": "tensorboard or none."})
     logging_steps: int = field(default=10, metadata={"help": "Log scalars every N steps."})
@@ -179,7 +183,15 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"config file {path}, line {error.lineno}: {error.msg}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise UsageError(f"config file {path}{where}: {problem}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config file {str(path)!r} must hold a mapping of field names to values")
     return data

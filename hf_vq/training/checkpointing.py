@@ -1,11 +1,14 @@
 """Checkpoint directories that are never half-written.
 
 A checkpoint is written into `.tmp-checkpoint-<step>/` and renamed to `checkpoint-<step>/` only once every process
-has finished writing, so a run killed during a save leaves the previous checkpoint as the latest loadable one.
+has finished writing, so a run killed during a save leaves the previous checkpoint as the latest loadable one. Each
+checkpoint carries its run's identity (`run_id` in `trainer_state.json`, kept across resumes), and rotation counts
+only the checkpoints of the current run, so it never deletes the checkpoint the run has just written.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +19,12 @@ from accelerate import Accelerator
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TEMPORARY_PREFIX = ".tmp-checkpoint-"
+TRAINER_STATE_NAME = "trainer_state.json"
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The step of a `checkpoint-<step>` folder."""
+    return int(CHECKPOINT_PATTERN.match(checkpoint.name).group(1))
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -25,6 +34,14 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in output_dir.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
     return [path for _, path in sorted(found)]
+
+
+def checkpoint_run_id(checkpoint: Path) -> str | None:
+    """The identity of the run that wrote `checkpoint` (None for a checkpoint without a readable one)."""
+    try:
+        return json.loads((checkpoint / TRAINER_STATE_NAME).read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -46,9 +63,11 @@ def save_checkpoint(
     step: int,
     write_extra_state: Callable[[Path], None],
     total_limit: int | None = None,
+    run_id: str | None = None,
 ) -> Path:
-    """Save the accelerator's state plus `write_extra_state(directory)` (called on every process) as
-    `checkpoint-<step>`, atomically; then keep only the newest `total_limit` checkpoints."""
+    """Save the accelerator's state plus `write_extra_state(directory)` (called on every process, which writes
+    `trainer_state.json` with `run_id`) as `checkpoint-<step>`, atomically; then keep only the newest `total_limit`
+    checkpoints of run `run_id`, by step, always including the one just written."""
     output_dir = Path(output_dir)
     temporary = output_dir / f"{TEMPORARY_PREFIX}{step}"
     final = output_dir / f"checkpoint-{step}"
@@ -65,7 +84,10 @@ def save_checkpoint(
         _fsync_tree(temporary)
         os.replace(temporary, final)
         if total_limit is not None:
-            for old in list_checkpoints(output_dir)[:-total_limit]:
+            # the run's other checkpoints, oldest first; the one just written is always kept
+            others = [path for path in list_checkpoints(output_dir) if path != final]
+            ours = [path for path in others if checkpoint_run_id(path) == run_id]
+            for old in ours[: max(len(ours) - (total_limit - 1), 0)]:
                 shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
@@ -77,3 +99,27 @@ def _fsync_tree(directory: Path) -> None:
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+
+
+def find_damaged_file(checkpoint: Path, expected: list[str]) -> str | None:
+    """The first file of `checkpoint` that is missing among `expected` or cannot be read back whole (a truncated or
+    corrupt safetensors, pickle or JSON file), or None when every file reads."""
+    import torch  # only on this error path
+    from safetensors.torch import load_file
+
+    for name in expected:
+        if not (checkpoint / name).is_file():
+            return name
+    for path in sorted(checkpoint.rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            if path.suffix == ".safetensors":
+                load_file(path)
+            elif path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix in (".bin", ".pkl", ".pt"):
+                torch.load(path, map_location="cpu", weights_only=False)  # our own run's state, as Accelerate reads it
+        except Exception:  # any failure to read the file back means it is damaged
+            return str(path.relative_to(checkpoint))
+    return None

@@ -17,6 +17,7 @@ import gc
 import json
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +34,17 @@ from ..utils.errors import UsageError
 from ..utils.torch_utils import evaluating
 from .adversarial import AdversarialPart
 from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingArguments
-from .checkpointing import latest_checkpoint, remove_incomplete_checkpoints, save_checkpoint
+from .checkpointing import (
+    TRAINER_STATE_NAME,
+    checkpoint_step,
+    find_damaged_file,
+    latest_checkpoint,
+    list_checkpoints,
+    remove_incomplete_checkpoints,
+    save_checkpoint,
+)
 from .objectives import LossTerms, ObjectiveContext
+from .preflight import check_run, clear_run
 from .publishing import MODEL_FOLDER, SAMPLES_FOLDER, push_training_outputs, render_run_card
 
 if TYPE_CHECKING:
@@ -65,6 +75,7 @@ class Trainer:
         self.discriminator_config: dict[str, Any] = dict(parsed.discriminator_config)
         self.output_dir = Path(self.args.output_dir)
         # progress, saved in every checkpoint
+        self.run_id = uuid.uuid4().hex  # this run's identity, in every checkpoint; a resumed run keeps its own
         self.global_step = 0
         self.nonfinite_in_a_row = 0
         self.nonfinite_skipped = 0
@@ -124,6 +135,7 @@ class Trainer:
 
     def setup(self) -> None:
         args = self.args
+        check_run(args, self.prior_args)  # before anything is written: a refused run leaves the disk as it was
         self.accelerator = accelerator = Accelerator(
             # On a machine without an accelerator, `accelerate launch --multi_gpu` starts the processes but Accelerate
             # only forms the (gloo) process group when told it runs on the CPU; otherwise each trains alone.
@@ -136,8 +148,12 @@ class Trainer:
             ),
         )
         if accelerator.is_main_process:
+            if args.overwrite_output_dir and self.output_dir.is_dir():
+                removed = ", ".join(clear_run(self.output_dir)) or "nothing"
+                logger.info("--overwrite_output_dir: removed %s from %s", removed, self.output_dir)
             self.output_dir.mkdir(parents=True, exist_ok=True)
             remove_incomplete_checkpoints(self.output_dir)
+        accelerator.wait_for_everyone()
         set_seed(args.seed)
 
         model = self.build_model()
@@ -182,33 +198,34 @@ class Trainer:
         if self.adversarial is not None:
             self.adversarial.save(directory)
         state = {
+            "run_id": self.run_id,
             "global_step": self.global_step,
             "epoch_of_process_0": self.stream.epoch,  # informational: each process's position is in data_state_*
             "nonfinite_in_a_row": self.nonfinite_in_a_row,
             "nonfinite_skipped": self.nonfinite_skipped,
         }
-        (directory / "trainer_state.json").write_text(json.dumps(state, indent=2))
+        (directory / TRAINER_STATE_NAME).write_text(json.dumps(state, indent=2))
 
     def _resume(self, which: str) -> None:
         """Restore model, optimizers, schedulers, RNG, discriminator and data position from a checkpoint."""
-        path = latest_checkpoint(self.output_dir) if which == "latest" else Path(which)
-        if path is None:
-            logger.warning(
-                "--resume_from_checkpoint latest: no checkpoint in %s, starting from scratch", self.output_dir
-            )
-            return
-        if not (path / "trainer_state.json").is_file():
-            raise UsageError(f"{path} is not a complete checkpoint (no trainer_state.json)")
-        self.accelerator.load_state(str(path))
-        state = json.loads((path / "trainer_state.json").read_text())
-        self.global_step = state["global_step"]
-        self.nonfinite_in_a_row, self.nonfinite_skipped = state["nonfinite_in_a_row"], state["nonfinite_skipped"]
-        if self.adversarial is not None:
-            self.adversarial.load(path)
-        data_state = path / f"data_state_{self.accelerator.process_index}.json"
-        if not data_state.is_file():
-            raise UsageError(f"{path} has no data position for process {self.accelerator.process_index}")
-        self.stream.load_state_dict(json.loads(data_state.read_text()))
+        path = latest_checkpoint(self.output_dir) if which == "latest" else Path(which)  # check_run: it exists
+        data_state = f"data_state_{self.accelerator.process_index}.json"
+        try:
+            self.accelerator.load_state(str(path))
+            state = json.loads((path / TRAINER_STATE_NAME).read_text())
+            self.global_step = state["global_step"]
+            self.nonfinite_in_a_row, self.nonfinite_skipped = state["nonfinite_in_a_row"], state["nonfinite_skipped"]
+            self.run_id = state.get("run_id") or self.run_id  # checkpoints written before run ids keep the new one
+            if self.adversarial is not None:
+                self.adversarial.load(path)
+            self.stream.load_state_dict(json.loads((path / data_state).read_text()))
+        except Exception as error:
+            damaged = find_damaged_file(path, [TRAINER_STATE_NAME, data_state])
+            if damaged is None:
+                raise  # every file reads back: not a damaged checkpoint but a bug, which keeps its traceback
+            older = [c for c in list_checkpoints(path.parent) if checkpoint_step(c) < checkpoint_step(path)]
+            way_on = f"resume from {older[-1]} or delete it" if older else "delete it (there is no older checkpoint)"
+            raise UsageError(f"{path} is incomplete or corrupt ({damaged}): {way_on}") from error
         logger.info("resumed from %s at step %d", path, self.global_step)
 
     # ----- one step -----
@@ -404,9 +421,8 @@ class Trainer:
         if step % args.logging_steps == 0:
             self.accelerator.log(logs, step=step)
         if step % args.checkpointing_steps == 0:
-            save_checkpoint(
-                self.accelerator, self.output_dir, step, self._write_extra_state, args.checkpoints_total_limit
-            )
+            limit = args.checkpoints_total_limit
+            save_checkpoint(self.accelerator, self.output_dir, step, self._write_extra_state, limit, self.run_id)
         if step % args.validation_steps == 0:
             self.validate()
 
