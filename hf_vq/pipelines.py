@@ -10,6 +10,8 @@ A pipeline is saved as one folder (or Hub repo) with two sub-models, each a regu
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ from .hub import check_no_token, export_pipeline_code, render_pipeline_card, upl
 from .models.prior import VQPriorForCausalLM
 from .utils.errors import UsageError
 from .utils.image_utils import to_pil_images
+from .utils.paths import check_source
 
 PIPELINE_CONFIG_NAME = "pipeline_config.json"
 VQ_MODEL_FOLDER, PRIOR_FOLDER = PIPELINE_PARTS = ("vq_model", "prior")  # the sub-model folders of a saved pipeline
@@ -51,8 +54,9 @@ class VQImageGenerationPipeline:
     @classmethod
     def from_pretrained(cls, path_or_repo: str | Path, **kwargs) -> VQImageGenerationPipeline:
         """Load from a local folder or a Hub repo with `vq_model/` and `prior/` subfolders; `kwargs` (revision,
-        token, cache_dir, local_files_only, ...) go to both `from_pretrained` calls."""
-        path_or_repo = str(path_or_repo)
+        token, cache_dir, local_files_only, ...) go to both `from_pretrained` calls. A local path that does not
+        exist is a `UsageError` before any request to the Hub."""
+        path_or_repo = check_source(path_or_repo, f"{cls.__name__}.from_pretrained")  # before any Hub request
         vq_model = AutoModel.from_pretrained(path_or_repo, subfolder=VQ_MODEL_FOLDER, **kwargs)
         prior = AutoModelForCausalLM.from_pretrained(path_or_repo, subfolder=PRIOR_FOLDER, **kwargs)
         return cls(vq_model, prior)
@@ -136,6 +140,9 @@ class VQImageGenerationPipeline:
             raise UsageError(f"`output_type` must be 'pil' or 'pt', got {output_type!r}")
         if not isinstance(num_images, int) or num_images < 1:
             raise UsageError(f"`num_images` must be an integer >= 1, got {num_images!r}")
+        real = isinstance(guidance_scale, numbers.Real) and not isinstance(guidance_scale, bool)
+        if not (real and math.isfinite(guidance_scale) and guidance_scale > 0):
+            raise UsageError(f"`guidance_scale` must be a finite number > 0 (1: no guidance), got {guidance_scale!r}")
         labels = self.prior.check_class_labels(class_labels)
         if labels is not None:
             labels = labels.repeat_interleave(num_images)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from hf_vq.conversion.lpips import convert_lpips_state_dict
+from hf_vq.utils.cli import run_script
+from hf_vq.utils.errors import UsageError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,15 +30,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def load_weights(path: Path, flag: str) -> dict:
+    """A released state dict, read with `torch.load(weights_only=True)`; a missing file or a pickle holding more than
+    tensors is the user's mistake (a `UsageError`)."""
+    if not path.is_file():
+        raise UsageError(f"{flag}: no such file: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UsageError(
+            f"{flag}: {path} holds Python objects other than tensors; it is not read, since unpickling them could run "
+            f"code ({str(error).splitlines()[0]})"
+        ) from error
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        vgg16_state = torch.load(args.vgg16, map_location="cpu", weights_only=True)
-        lpips_state = torch.load(args.lpips, map_location="cpu", weights_only=True)
-        state = convert_lpips_state_dict(vgg16_state, lpips_state)
-    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    state = convert_lpips_state_dict(load_weights(args.vgg16, "--vgg16"), load_weights(args.lpips, "--lpips"))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(args.output), metadata={"format": "pt"})
     print(f"wrote {len(state)} tensors to {args.output}")
@@ -45,4 +54,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

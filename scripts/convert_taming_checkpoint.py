@@ -11,11 +11,12 @@ written into a temporary folder beside it and renamed into place, so a failed ru
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from hf_vq.conversion.safetensors import save_pretrained_atomically
 from hf_vq.models.vqgan import VQGANModel
+from hf_vq.utils.cli import run_script
+from hf_vq.utils.errors import UsageError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,21 +35,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Checked before the (possibly long) read of the checkpoint; save_pretrained_atomically checks again.
     if args.output_dir.exists() and (not args.output_dir.is_dir() or any(args.output_dir.iterdir())):
-        print(
-            f"error: {args.output_dir} exists and is not an empty folder; choose another --output_dir", file=sys.stderr
-        )
-        return 1
-    try:
-        model = VQGANModel.from_taming(
-            args.checkpoint,
-            config=args.config,
-            resolution=args.resolution,
-            allow_unsafe_pickle=args.allow_unsafe_pickle,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise UsageError(f"{args.output_dir} exists and is not an empty folder; choose another --output_dir")
+    for flag, path in (("--checkpoint", args.checkpoint), ("--config", args.config)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag}: no such file: {path}")
+    model = VQGANModel.from_taming(
+        args.checkpoint, config=args.config, resolution=args.resolution, allow_unsafe_pickle=args.allow_unsafe_pickle
+    )
     files = save_pretrained_atomically(model, args.output_dir)
     config = model.config
     print(
@@ -62,4 +57,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -11,10 +11,11 @@ written into a temporary folder beside it and renamed into place, so a failed ru
 from __future__ import annotations
 
 import argparse
-import sys
 
 from hf_vq.conversion.safetensors import convert_to_safetensors
 from hf_vq.models import MODEL_CLASSES
+from hf_vq.utils.cli import run_script
+from hf_vq.utils.paths import check_source
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,18 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights_name", default=None, help="the weights file, when the source holds several")
     parser.add_argument("--revision", default=None, help="branch, tag or commit of a Hub repo")
     args = parser.parse_args(argv)
-    try:
-        files = convert_to_safetensors(
-            args.source, args.output_dir, model_classes=MODEL_CLASSES, subfolder=args.subfolder,
-            weights_name=args.weights_name, revision=args.revision,
-        )  # fmt: skip
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    files = convert_to_safetensors(
+        check_source(args.source, "source"), args.output_dir, model_classes=MODEL_CLASSES, subfolder=args.subfolder,
+        weights_name=args.weights_name, revision=args.revision,
+    )  # fmt: skip
     for path in files:
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

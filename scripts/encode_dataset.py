@@ -5,6 +5,8 @@
 
 Writes a `datasets.DatasetDict` with `save_to_disk` (columns `indices`, and `label` with --label_column) plus
 `hf_vq_codes.json` (VQ model, token grid, records read and skipped); `train_prior.py --dataset <output_dir>` reads it.
+Each split shows a progress bar when stderr is a terminal (none with --quiet). A mistake in the arguments is one line
+`error: ...` and exit status 2.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import argparse
 import logging
 
 from transformers import AutoModel
+from transformers.utils.logging import disable_progress_bar
 
 import hf_vq  # noqa: F401  (registers the model classes with AutoModel)
 from hf_vq.training import encode_dataset
+from hf_vq.utils.cli import run_script
+from hf_vq.utils.paths import check_source
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,24 +35,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resolution", type=int, default=None, help="default: the VQ model's sample_size")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--push_to_hub", default=None, metavar="REPO_ID", help="also push the dataset to the Hub")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
-    vq_model = AutoModel.from_pretrained(args.vq_model)
+    if args.quiet:
+        disable_progress_bar()  # transformers' and huggingface_hub's (encode_dataset silences its own and datasets')
+    # Missing local paths fail here, before the model is loaded or the Hub is asked (AutoModel would ask it).
+    vq_model_path = check_source(args.vq_model, "--vq_model")
+    check_source(args.dataset, "--dataset")
+    vq_model = AutoModel.from_pretrained(vq_model_path)
     codes = encode_dataset(
         vq_model,
         args.dataset,
         args.output_dir,
         args.splits,
-        vq_model_name_or_path=args.vq_model,
+        vq_model_name_or_path=vq_model_path,
         image_column=args.image_column,
         label_column=args.label_column,
         resolution=args.resolution,
         batch_size=args.batch_size,
         dataset_config=args.dataset_config,
+        quiet=args.quiet,
     )
     if codes is not None:
         print(f"code dataset: {args.output_dir}\n{codes}")
@@ -56,4 +68,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

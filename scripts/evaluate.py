@@ -10,6 +10,8 @@ codebook usage and perplexity over the split, bits/dim with the uniform prior (a
 the KL per latent channel and bits/dim through the importance-weighted bound (--num_samples). rFID with
 --inception_weights (a local file: the weights cannot be downloaded here). `--update_run RUN` also merges the
 metrics (as `eval_<name>`) into RUN/metrics.json, which the run's model card (`scripts/push_to_hub.py`) reads.
+Each pass over the split shows a progress bar when stderr is a terminal (none with --quiet). A mistake in the
+arguments is one line `error: ...` and exit status 2.
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
+import datasets
 import torch
 from transformers import AutoModel, AutoModelForCausalLM
+from transformers.utils.logging import disable_progress_bar
 
 import hf_vq  # noqa: F401  (registers the model types)
 from hf_vq.data import load_eval_examples, load_eval_images
 from hf_vq.metrics import evaluation_report, rfid
 from hf_vq.metrics.inception import load_inception
 from hf_vq.modules.lpips import load_lpips
+from hf_vq.utils.cli import run_script
+from hf_vq.utils.errors import UsageError
 from hf_vq.utils.image_utils import make_grid
+from hf_vq.utils.paths import check_source
 
 GRID_IMAGES = 8
 
@@ -52,15 +58,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_samples", type=int, default=64, help="importance samples of a VAE's bits/dim")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--update_run", type=Path, default=None, help="a training run whose metrics.json to update")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Paths that do not exist fail here, before any model is loaded or the Hub is asked (`check_source`); model
+    paths are given back with `~` expanded, which transformers would not do."""
+    for flag in ("model", "prior", "lpips_weights"):
+        if getattr(args, flag) is not None:
+            setattr(args, flag, check_source(getattr(args, flag), f"--{flag}"))
+    check_source(args.dataset, "--dataset")
+    if args.update_run is not None and not args.update_run.is_dir():
+        raise UsageError(f"--update_run {args.update_run} is not a folder")
+
+
+def load_prior(args: argparse.Namespace, model: torch.nn.Module, resolution: int) -> torch.nn.Module:
+    """The --prior, checked against the VQ model (codebook size, code grid at `resolution`) and --label_column."""
+    if not hasattr(model, "encode_indices"):
+        raise UsageError(f"--prior: a prior's bits/dim needs a VQ model; {args.model} is a {type(model).__name__}")
+    prior = AutoModelForCausalLM.from_pretrained(args.prior).eval()
+    if not hasattr(prior, "check_vq_model"):
+        raise UsageError(f"--prior {args.prior} is a {type(prior).__name__}, not a VQPriorForCausalLM")
+    prior.check_vq_model(model, resolution)
+    if prior.config.is_class_conditional and not args.label_column:
+        raise UsageError(
+            f"--prior {args.prior} is class-conditional ({prior.config.num_classes} classes): pass --label_column, "
+            "the dataset column of the images' class labels"
+        )
+    if not prior.config.is_class_conditional and args.label_column:
+        raise UsageError(f"--prior {args.prior} is unconditional (num_classes = 0): it takes no --label_column")
+    return prior
+
+
 def evaluate(args: argparse.Namespace) -> dict:
+    check_arguments(args)
     model = AutoModel.from_pretrained(args.model, subfolder=args.subfolder).eval()
     if not hasattr(model, "decode"):
-        raise ValueError(f"{args.model} is a {type(model).__name__}, not an autoencoder")
+        raise UsageError(f"--model {args.model} is a {type(model).__name__}, not an autoencoder")
     resolution = args.resolution or model.config.sample_size
     channels = model.config.in_channels
+    prior = load_prior(args, model, resolution) if args.prior else None
     labels = None
     if args.label_column:
         images, labels = load_eval_examples(args.dataset, args.split, resolution, channels, args.max_images,
@@ -69,18 +107,14 @@ def evaluate(args: argparse.Namespace) -> dict:
         images = load_eval_images(args.dataset, args.split, resolution, channels, args.max_images, args.image_column,
                                   args.dataset_config)  # fmt: skip
     lpips = load_lpips(args.lpips_weights) if args.lpips_weights else None
-    prior = None
-    if args.prior:
-        if not hasattr(model, "encode_indices"):
-            raise ValueError(f"--prior: a prior's bits/dim needs a VQ model; {args.model} is a {type(model).__name__}")
-        prior = AutoModelForCausalLM.from_pretrained(args.prior).eval()
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     metrics = evaluation_report(
         model, images, prior=prior, class_labels=labels, lpips=lpips, batch_size=args.batch_size,
-        num_samples=args.num_samples, generator=generator,
+        num_samples=args.num_samples, generator=generator, progress=not args.quiet,
     )  # fmt: skip
     if args.inception_weights is not None:
-        metrics["rfid"] = rfid(model, images, load_inception(args.inception_weights, model.device), args.batch_size)
+        inception = load_inception(args.inception_weights, model.device)
+        metrics["rfid"] = rfid(model, images, inception, args.batch_size, progress=not args.quiet)
     metrics.update({"dataset": args.dataset, "split": args.split, "resolution": resolution})
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -106,19 +140,19 @@ def update_run_metrics(run: Path, metrics: dict) -> None:
     """Merge the evaluation into a training run's metrics.json as `eval_<name>` (what its model card reads)."""
     path = run / "metrics.json"
     if not run.is_dir():
-        raise ValueError(f"--update_run {run} is not a folder")
+        raise UsageError(f"--update_run {run} is not a folder")
     existing = json.loads(path.read_text()) if path.is_file() else {}
     existing.update({f"eval_{name}": value for name, value in metrics.items()})
     write_json(path, existing)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Evaluate and print the metrics; a `UsageError` for a mistake in the arguments (`run_script`: status 2)."""
     args = parse_args(argv)
-    try:
-        metrics = evaluate(args)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if args.quiet:  # the libraries' bars too: transformers', huggingface_hub's, datasets'
+        disable_progress_bar()
+        datasets.disable_progress_bars()
+    metrics = evaluate(args)
     for name, value in metrics.items():
         if not isinstance(value, list):
             print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
@@ -127,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

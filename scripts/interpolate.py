@@ -12,7 +12,6 @@ original A, the decoded path, original B. Spherical interpolation (the default) 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -22,7 +21,10 @@ from transformers import AutoModel
 import hf_vq  # noqa: F401  (registers the model types)
 from hf_vq.data import load_eval_images
 from hf_vq.latents import INTERPOLATIONS, interpolate
+from hf_vq.utils.cli import run_script
+from hf_vq.utils.errors import UsageError
 from hf_vq.utils.image_utils import make_grid, preprocess_image
+from hf_vq.utils.paths import check_source
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,29 +47,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def endpoints(args: argparse.Namespace, resolution: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     if args.dataset is not None:
         if min(args.index_a, args.index_b) < 0:
-            raise ValueError("--index_a and --index_b must be >= 0")
-        images = load_eval_images(args.dataset, args.split, resolution, channels,
+            raise UsageError("--index_a and --index_b must be >= 0")
+        images = load_eval_images(check_source(args.dataset, "--dataset"), args.split, resolution, channels,
                                   max(args.index_a, args.index_b) + 1, args.image_column)  # fmt: skip
         if len(images) <= max(args.index_a, args.index_b):
-            raise ValueError(f"split {args.split!r} of {args.dataset} has only {len(images)} usable images")
+            raise UsageError(
+                f"--index_a and --index_b must be < {len(images)}: split {args.split!r} of {args.dataset} has only "
+                f"{len(images)} usable images"
+            )
         return images[args.index_a], images[args.index_b]
     if args.image_a is None or args.image_b is None:
-        raise ValueError("give --image_a and --image_b, or --dataset with --index_a and --index_b")
+        raise UsageError("give --image_a and --image_b, or --dataset with --index_a and --index_b")
+    for flag, path in (("--image_a", args.image_a), ("--image_b", args.image_b)):
+        if not path.is_file():
+            raise UsageError(f"{flag}: no such file: {path}")
     return tuple(preprocess_image(Image.open(path), resolution, channels) for path in (args.image_a, args.image_b))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        model = AutoModel.from_pretrained(args.model, subfolder=args.subfolder).eval()
-        if not hasattr(model, "decode"):
-            raise ValueError(f"{args.model} is a {type(model).__name__}, not an autoencoder")
-        resolution = model.config.sample_size
-        image_a, image_b = endpoints(args, resolution, model.config.in_channels)
-        path = interpolate(model, image_a, image_b, steps=args.steps, method=args.method).cpu()
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    model = AutoModel.from_pretrained(check_source(args.model, "--model"), subfolder=args.subfolder).eval()
+    if not hasattr(model, "decode"):
+        raise UsageError(f"--model: {args.model} is a {type(model).__name__}, not an autoencoder")
+    resolution = model.config.sample_size
+    image_a, image_b = endpoints(args, resolution, model.config.in_channels)
+    path = interpolate(model, image_a, image_b, steps=args.steps, method=args.method).cpu()
     strip = torch.cat([image_a[None], path, image_b[None]])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     make_grid(strip, nrow=len(strip), scale=max(1, 64 // resolution)).save(args.output)
@@ -76,4 +80,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -14,12 +14,13 @@ it is never printed. `--dry_run DIR` writes what would be uploaded into DIR inst
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from huggingface_hub.errors import HfHubHTTPError
 
 from hf_vq.training.publishing import push_training_outputs, stage_training_outputs
+from hf_vq.utils.cli import run_script
+from hf_vq.utils.errors import UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,32 +36,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--dry_run", type=Path, default=None, help="write the repo's files here; upload nothing")
     args = parser.parse_args(argv)
+    if args.model_card is not None and not args.model_card.is_file():
+        raise UsageError(f"--model_card: no such file: {args.model_card}")
     options = dict(
         push_discriminator=args.push_discriminator,
         push_training_args=args.push_training_args,
         export_code=args.export_code,
         model_card=args.model_card.read_text() if args.model_card else None,
     )
+    if args.dry_run is not None:
+        if args.dry_run.exists():
+            raise UsageError(f"--dry_run folder {args.dry_run} exists; name a new one")
+        for name in stage_training_outputs(args.output_dir, args.dry_run, args.repo_id, **options):
+            print(name)
+        return 0
     try:
-        if args.dry_run is not None:
-            if args.dry_run.exists():
-                raise ValueError(f"--dry_run folder {args.dry_run} exists; name a new one")
-            for name in stage_training_outputs(args.output_dir, args.dry_run, args.repo_id, **options):
-                print(name)
-            return 0
         url = push_training_outputs(
             args.output_dir, args.repo_id, private=args.private or None, revision=args.revision,
             commit_message=args.commit_message, **options,
         )  # fmt: skip
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except HfHubHTTPError as error:
-        print(f"error: the upload to {args.repo_id} failed, nothing was committed: {error}", file=sys.stderr)
-        return 1
+    except HfHubHTTPError as error:  # not the user's mistake: it keeps its traceback (status 1), with what it means
+        error.add_note(f"the upload to {args.repo_id} failed, nothing was committed")
+        raise
     print(f"pushed {args.output_dir} to {args.repo_id}: {url}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

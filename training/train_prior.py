@@ -10,6 +10,7 @@ is documented by `--help`; the loop is `hf_vq.training.PriorTrainer`.
 """
 
 from hf_vq.training import main
+from hf_vq.utils.cli import run_script
 
 if __name__ == "__main__":
-    main("prior")
+    run_script(lambda: main("prior"))

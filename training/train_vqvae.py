@@ -6,6 +6,7 @@ Every flag is documented by `--help`; the loop itself is `hf_vq.training.Trainer
 """
 
 from hf_vq.training import main
+from hf_vq.utils.cli import run_script
 
 if __name__ == "__main__":
-    main("vqvae")
+    run_script(lambda: main("vqvae"))

@@ -8,6 +8,7 @@ import os
 from datasets import Dataset, DatasetDict, Features, IterableDataset, load_dataset, load_from_disk
 
 from ..utils.errors import UsageError
+from ..utils.paths import check_source
 from .builtin import is_builtin, load_builtin
 
 
@@ -19,8 +20,10 @@ def load_image_dataset(
     A local folder holding `*.parquet` files (at any depth) is read with the parquet builder, any other folder with
     imagefolder (labels from subfolder names); in both, files or folders named after a split (`train-*.parquet`,
     `test/`) make that split, and everything else is `train`. Builtins are small and returned in memory whatever
-    `streaming` says (`ImageStream` streams them). Raises `ValueError` naming the available splits.
+    `streaming` says (`ImageStream` streams them). Raises a `UsageError` naming the available splits, or naming a
+    local path that does not exist (before any request to the Hub: `hf_vq.utils.paths.check_source`).
     """
+    source = check_source(source, "--dataset")
     if is_builtin(source):
         return load_builtin(source, split)
     if os.path.isdir(source):
@@ -41,6 +44,7 @@ def load_image_dataset(
 def load_code_dataset(source: str, split: str = "train") -> Dataset | IterableDataset:
     """One split of a code dataset: a folder written by `Dataset(Dict).save_to_disk` (as `scripts/encode_dataset.py`
     writes; a single saved `Dataset` is every split), a local parquet folder, or a Hub dataset id (streamed)."""
+    source = check_source(source, "--dataset")
     saved = any(os.path.isfile(os.path.join(source, name)) for name in ("dataset_dict.json", "state.json"))
     if saved:
         data = load_from_disk(source)

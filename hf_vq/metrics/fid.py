@@ -60,12 +60,23 @@ def fid(
 
 @torch.no_grad()
 def rfid(
-    model: torch.nn.Module, images: ImageSet, extractor: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 64
+    model: torch.nn.Module,
+    images: ImageSet,
+    extractor: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int = 64,
+    progress: bool = False,
 ) -> float:
-    """Reconstruction FID: `fid` between a set of images and the model's reconstructions of them."""
+    """Reconstruction FID: `fid` between a set of images and the model's reconstructions of them. With `progress`,
+    each pass shows a tqdm bar on stderr when stderr is a terminal."""
+
+    def batches(images: ImageSet, label: str) -> ImageSet:
+        return image_batches(images, batch_size, label if progress else None)
+
     originals, reconstructions = [], []
     with evaluating(model):
-        for batch in image_batches(images, batch_size):
+        for batch in batches(images, "rFID reconstructions"):
             originals.append(batch.cpu())
             reconstructions.append(model(batch.to(module_device(model))).reconstruction.clamp(-1, 1).float().cpu())
-    return fid(torch.cat(originals), torch.cat(reconstructions), extractor, batch_size)
+    originals, reconstructions = torch.cat(originals), torch.cat(reconstructions)
+    return fid(batches(originals, "rFID features of the images"),
+               batches(reconstructions, "rFID features of the reconstructions"), extractor, batch_size)  # fmt: skip

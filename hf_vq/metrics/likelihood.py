@@ -63,6 +63,7 @@ def bits_per_dim(
     batch_size: int = 64,
     num_samples: int = 64,
     generator: torch.Generator | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Negative log-likelihood bound in bits per dimension over a held-out set, comparable to the VQ-VAE paper's
     figures on 8-bit data: the decoder is a Gaussian around the decoded image with one global `decoder_scale`,
@@ -77,31 +78,36 @@ def bits_per_dim(
       form). The bound tightens as k grows; k=1 gives the ELBO in expectation. `generator` seeds the samples.
 
     `decoder_scale`: the Gaussian's standard deviation in [-1, 1] units; None fits it to the set (sqrt of the mean
-    squared error of the reconstructions, the maximum-likelihood value); the one used is returned too.
+    squared error of the reconstructions, the maximum-likelihood value); the one used is returned too. With
+    `progress`, a tqdm bar over the batches on stderr when stderr is a terminal.
     """
     _check_scale(decoder_scale)
     images = torch.cat([batch.cpu() for batch in image_batches(images, batch_size)])
     if not hasattr(model, "encode_indices") and encodes_a_posterior(model, images[:1]):
         if not isinstance(prior, str) or class_labels is not None:
             raise UsageError("a VAE's prior is its own N(0, I): pass neither `prior` nor `class_labels`")
-        return _vae_bits_per_dim(model, images, decoder_scale, batch_size, num_samples, generator)
+        return _vae_bits_per_dim(model, images, decoder_scale, batch_size, num_samples, generator, progress)
     if not hasattr(model, "encode_indices"):
         raise UsageError(
             f"bits_per_dim takes a VQ model or a VAE; got {type(model).__name__} (a deterministic autoencoder has no "
             "likelihood)"
         )
-    _check_prior(model, prior, class_labels, len(images))
-    return _vq_bits_per_dim(model, images, prior, class_labels, decoder_scale, batch_size)
+    _check_prior(model, prior, class_labels, len(images), resolution=images.shape[-1])
+    return _vq_bits_per_dim(model, images, prior, class_labels, decoder_scale, batch_size, progress)
 
 
 def _check_prior(
-    model: torch.nn.Module, prior: torch.nn.Module | str, class_labels: torch.Tensor | None, num_images: int
+    model: torch.nn.Module,
+    prior: torch.nn.Module | str,
+    class_labels: torch.Tensor | None,
+    num_images: int,
+    resolution: int,
 ) -> None:
     if isinstance(prior, str):
         if prior != "uniform":
             raise UsageError(f"`prior` must be 'uniform' or a VQPriorForCausalLM, got {prior!r}")
     else:
-        prior.check_vq_model(model)
+        prior.check_vq_model(model, resolution)  # its codebook size, and its code grid at the images' size
         if prior.config.is_class_conditional and class_labels is None:
             raise UsageError("the prior is class-conditional: pass the `class_labels` of the images")
     if class_labels is not None and len(class_labels) != num_images:
@@ -115,11 +121,14 @@ def _vq_bits_per_dim(
     class_labels: torch.Tensor | None,
     decoder_scale: float | None,
     batch_size: int,
+    progress: bool,
 ) -> dict[str, float]:
     reconstructions, prior_nats = [], []
+    label = f"bits/dim ({'uniform' if isinstance(prior, str) else 'learned'} prior)" if progress else None
     with evaluating(model):
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].to(module_device(model))
+        starts = range(0, len(images), batch_size)
+        for start, batch in zip(starts, image_batches(images, batch_size, label), strict=True):
+            batch = batch.to(module_device(model))
             indices = model.encode_indices(batch)
             reconstructions.append(model.decode_indices(indices).float().cpu())
             if isinstance(prior, str):  # uniform: log K nats per code
@@ -149,6 +158,7 @@ def _vae_bits_per_dim(
     batch_size: int,
     num_samples: int,
     generator: torch.Generator | None,
+    progress: bool,
 ) -> dict[str, float]:
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise UsageError(f"`num_samples` must be a positive integer, got {num_samples!r}")
@@ -164,7 +174,7 @@ def _vae_bits_per_dim(
         # Each decoder call takes about `batch_size` latents: a few images, each with a chunk of its k samples.
         images_per_batch = max(1, batch_size // num_samples)
         samples_per_call = max(1, batch_size // images_per_batch)
-        for batch in images.split(images_per_batch):
+        for batch in image_batches(images, images_per_batch, "bits/dim (importance samples)" if progress else None):
             batch = batch.to(device)
             posterior = model.encode(batch)
             log_weights, expected_log_likelihood = [], 0.0

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..modules.lpips import LPIPS, load_lpips
 from ..modules.quantizers import code_statistics
@@ -16,9 +17,12 @@ from ..utils.torch_utils import check_same_shape, evaluating, module_device
 ImageSet = torch.Tensor | Iterable[torch.Tensor] | Iterable[dict[str, torch.Tensor]]
 
 
-def image_batches(images: ImageSet, batch_size: int = 64) -> Iterator[torch.Tensor]:
-    """The batches (B, C, H, W) of an evaluation set; a `ValueError` for an empty set or images of another shape."""
+def image_batches(images: ImageSet, batch_size: int = 64, progress: str | None = None) -> Iterator[torch.Tensor]:
+    """The batches (B, C, H, W) of an evaluation set; a `ValueError` for an empty set or images of another shape.
+    With `progress` (a label), a tqdm bar over the batches on stderr when stderr is a terminal."""
     batches = images.split(batch_size) if isinstance(images, torch.Tensor) else images
+    if progress is not None:
+        batches = tqdm(batches, desc=progress, unit="batch", disable=None)  # disable=None: off unless a terminal
     shape, count = None, 0
     for batch in batches:
         batch = batch["pixel_values"] if isinstance(batch, dict) else batch

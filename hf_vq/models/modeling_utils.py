@@ -13,6 +13,7 @@ from typing import Any
 from ..conversion.safetensors import CONVERSION_COMMAND, pickled_weight_files
 from ..hub.upload import push_model
 from ..utils.errors import UsageError
+from ..utils.paths import check_source
 
 
 class HubMixin:
@@ -25,13 +26,18 @@ class HubMixin:
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """transformers' `from_pretrained`, reading weights from safetensors only: nothing is ever unpickled. A folder
         or repo holding only pickled weights (`pytorch_model.bin`, `.pt`) gets an error naming the conversion
-        script."""
+        script. A local path (existing, or starting with `.`, `/` or `~`) that does not exist is a `UsageError`
+        before any request to the Hub."""
         if kwargs.get("use_safetensors") is False:
             raise UsageError(
                 "hf_vq loads weights only from safetensors (`use_safetensors=False` would unpickle them); convert "
                 f"pickled weights once with `{CONVERSION_COMMAND.format(source=pretrained_model_name_or_path)}`"
             )
         kwargs["use_safetensors"] = True
+        if pretrained_model_name_or_path is not None:  # None: weights given as `state_dict`
+            # A missing local folder fails here, at once, instead of as a Hub request for a malformed repo id.
+            what = f"{cls.__name__}.from_pretrained"
+            pretrained_model_name_or_path = check_source(pretrained_model_name_or_path, what)
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except OSError as error:

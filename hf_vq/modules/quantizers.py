@@ -115,7 +115,9 @@ def _to_rows(latents: torch.Tensor) -> torch.Tensor:
 
 
 def _to_grid(rows: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
-    return rows.view(batch, height, width, -1).permute(0, 3, 1, 2)  # (B, C, H, W)
+    # (B, C, H, W), contiguous: a channels-last view made the decoder's last weight get channels-last gradients,
+    # which DDP warns about (grad strides do not match its bucket views)
+    return rows.view(batch, height, width, -1).permute(0, 3, 1, 2).contiguous()
 
 
 def _distributed() -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from ..models.discriminator import PatchDiscriminatorConfig
+from ..utils.configuration_utils import check_config_keys
 from ..utils.errors import UsageError
 from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingArguments, parse_arguments
 from .encoding import encode_dataset
@@ -20,6 +22,9 @@ def main(family: str, argv: list[str] | None = None) -> dict:
         raise UsageError(f"unknown family {family!r}; one of {list(FAMILIES)}")
     spec = FAMILIES[family]
     parsed = parse_arguments(with_gan=spec.adversarial, argv=argv, with_prior=spec.trainer_class.uses_prior_arguments)
+    # A typo in the recipe's sections fails here, before the run writes anything, not as a silently ignored field.
+    check_config_keys(spec.config_class, parsed.model_config, where="model:")
+    check_config_keys(PatchDiscriminatorConfig, parsed.discriminator_config, where="discriminator:")
     return spec.trainer_class(spec, parsed).run()
 
 

@@ -16,10 +16,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.utils import extract_model_from_parallel
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TEMPORARY_PREFIX = ".tmp-checkpoint-"
 TRAINER_STATE_NAME = "trainer_state.json"
+
+
+def drop_tied_weights(models: list, weights: list[dict], output_dir: str) -> None:
+    """A `save_state` pre-hook: leave out the weights a model declares tied to another (the prior's
+    `lm_head.weight` is `transformer.wte.weight`), as `save_pretrained` does. safetensors cannot store one tensor
+    under two names, so Accelerate would drop the alias itself and warn at every checkpoint; `load_state` restores
+    it through the tie."""
+    for model, state in zip(models, weights, strict=False):
+        tied = getattr(extract_model_from_parallel(model), "all_tied_weights_keys", None) or {}
+        for key in [key for key in state if any(key == name or key.endswith(f".{name}") for name in tied)]:
+            del state[key]
 
 
 def checkpoint_step(checkpoint: Path) -> int:

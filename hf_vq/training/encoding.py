@@ -12,15 +12,29 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
+from datasets import (
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Features,
+    Value,
+    concatenate_datasets,
+    disable_progress_bars,
+    enable_progress_bars,
+    is_progress_bar_enabled,
+    load_from_disk,
+)
 from datasets import Sequence as SequenceFeature
+from tqdm.auto import tqdm
 
 from ..data import ImageStream, image_dataloader, load_image_dataset
 from ..utils.configuration_utils import latent_side
@@ -57,12 +71,16 @@ def encode_dataset(
     batch_size: int = 64,
     dataset_config: str | None = None,
     accelerator: Accelerator | None = None,
+    quiet: bool = False,
 ) -> DatasetDict | None:
     """Encode `splits` of an image dataset with `vq_model` into `output_dir` (a `DatasetDict` saved to disk).
 
     Columns: `indices` (the h*w codes of each image, raster order, int32) and, with `label_column`, `label`. Images
     are resized and center-cropped to `resolution` (default: the model's `sample_size`); records that cannot be
     decoded are skipped and counted in `hf_vq_codes.json`. Returns the dataset on process 0, None elsewhere.
+
+    The main process shows a progress bar per split on stderr when stderr is a terminal, unless `quiet`; when it
+    shows none, neither does `datasets` (saving and joining the shards).
     """
     output_dir = Path(output_dir)
     if output_dir.exists():
@@ -75,18 +93,20 @@ def encode_dataset(
     resolution = resolution or vq_model.config.sample_size
     latent_side(vq_model.config, resolution)  # checks the resolution
     vq_model = vq_model.to(accelerator.device).eval()
+    show_progress = not quiet and accelerator.is_main_process and sys.stderr.isatty()
     staging = output_dir.with_name(output_dir.name + ".partial")
     if accelerator.is_main_process and staging.exists():
         shutil.rmtree(staging)  # left by an interrupted run
     accelerator.wait_for_everyone()
 
-    counts = {
-        split: _encode_split(
-            vq_model, load_image_dataset(source, split, dataset_config), split, resolution, image_column,
-            label_column, batch_size, staging, accelerator,
-        )
-        for split in splits
-    }  # fmt: skip
+    with _datasets_progress_bars(show_progress):
+        counts = {
+            split: _encode_split(
+                vq_model, load_image_dataset(source, split, dataset_config), split, resolution, image_column,
+                label_column, batch_size, staging, accelerator, show_progress,
+            )
+            for split in splits
+        }  # fmt: skip
     totals = _summed_counts(counts, accelerator)
     accelerator.wait_for_everyone()
     result = None
@@ -101,9 +121,23 @@ def encode_dataset(
             "image_column": image_column,
             "label_column": label_column,
         }
-        result = _join_shards(staging, output_dir, totals, accelerator.num_processes, info)
+        with _datasets_progress_bars(show_progress):
+            result = _join_shards(staging, output_dir, totals, accelerator.num_processes, info)
     accelerator.wait_for_everyone()
     return result
+
+
+@contextmanager
+def _datasets_progress_bars(enabled: bool) -> Iterator[None]:
+    """`datasets`' own progress bars (a global switch) off while `enabled` is False, then as they were."""
+    was_enabled = is_progress_bar_enabled()
+    if was_enabled and not enabled:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled and not enabled:
+            enable_progress_bars()
 
 
 def _encode_split(
@@ -116,6 +150,7 @@ def _encode_split(
     batch_size: int,
     staging: Path,
     accelerator: Accelerator,
+    show_progress: bool,
 ) -> dict[str, Any]:
     """Encode this process's shard of one split into the staging folder; its records read and skipped."""
     stream = ImageStream(
@@ -129,7 +164,8 @@ def _encode_split(
         world_size=accelerator.num_processes,
     )
     label_feature = _label_feature(dataset.features, label_column)
-    shard = _encode_shard(vq_model, stream, label_feature, batch_size, accelerator.device)
+    progress = {"desc": f"encoding {split}", "disable": not show_progress}
+    shard = _encode_shard(vq_model, stream, label_feature, batch_size, accelerator.device, progress)
     shard.save_to_disk(str(_shard_path(staging, split, accelerator.process_index)))
     logger.info(
         "split %s, rank %d: %d images encoded, %d records skipped",
@@ -172,12 +208,17 @@ def _shard_path(staging: Path, split: str, rank: int) -> Path:
 
 
 def _encode_shard(
-    vq_model: torch.nn.Module, stream: ImageStream, label_feature: Any, batch_size: int, device: torch.device
+    vq_model: torch.nn.Module,
+    stream: ImageStream,
+    label_feature: Any,
+    batch_size: int,
+    device: torch.device,
+    progress: dict[str, Any],
 ) -> Dataset:
     """This process's shard of one split as a `Dataset`: the codes of each image (h*w, int32) and, with a
-    `label_feature` (the label column's feature), its label."""
+    `label_feature` (the label column's feature), its label. `progress`: tqdm's options for the bar over batches."""
     indices, labels = [], []
-    for batch in image_dataloader(stream, batch_size, drop_last=False):
+    for batch in tqdm(image_dataloader(stream, batch_size, drop_last=False), unit="batch", **progress):
         codes = vq_model.encode_indices(batch["pixel_values"].to(device))  # (B, h, w)
         indices.append(codes.flatten(1).to(torch.int32).cpu().numpy())  # (B, h*w)
         if label_feature is not None:

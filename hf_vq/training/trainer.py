@@ -37,6 +37,7 @@ from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingAr
 from .checkpointing import (
     TRAINER_STATE_NAME,
     checkpoint_step,
+    drop_tied_weights,
     find_damaged_file,
     latest_checkpoint,
     list_checkpoints,
@@ -147,6 +148,7 @@ class Trainer:
                 project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")
             ),
         )
+        accelerator.register_save_state_pre_hook(drop_tied_weights)
         if accelerator.is_main_process:
             if args.overwrite_output_dir and self.output_dir.is_dir():
                 removed = ", ".join(clear_run(self.output_dir)) or "nothing"

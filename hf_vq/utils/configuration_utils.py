@@ -1,13 +1,19 @@
 """Config validation helpers and the config fields shared by every convolutional autoencoder.
 
 Every check raises a `UsageError` (a `ValueError`) that names the config field and the allowed values, so a bad
-config fails at construction, never deep inside `forward`.
+config fails at construction, never deep inside `forward`. Unknown keys fail too (`CheckedKeysMixin`), except in a
+saved config being loaded, where they only warn.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from transformers import PreTrainedConfig
@@ -19,6 +25,113 @@ DOWN_BLOCK_TYPES = ("DownEncoderBlock2D", "AttnDownEncoderBlock2D")
 UP_BLOCK_TYPES = ("UpDecoderBlock2D", "AttnUpDecoderBlock2D")
 # diffusers' `get_activation` names.
 ACTIVATIONS = ("silu", "swish", "mish", "gelu", "relu")
+
+logger = logging.getLogger(__name__)
+
+# Keys that transformers reads although no config field has their name: the ones `PreTrainedConfig.from_dict` folds
+# into the dict it builds a config from and `PreTrainedConfig.__post_init__` consumes (`torch_dtype`, the old name of
+# `dtype`, in most saved configs; `name_or_path`, `num_labels`, the attention implementations; `_commit_hash` of older
+# saves), and `auto_map`, which `save_pretrained` writes for a class registered for remote code.
+TRANSFORMERS_EXTRA_KEYS = frozenset(
+    {
+        "auto_map",
+        "torch_dtype",
+        "name_or_path",
+        "num_labels",
+        "attn_implementation",
+        "experts_implementation",
+        "_commit_hash",
+    }
+)
+
+
+@functools.cache
+def transformers_config_keys() -> frozenset[str]:
+    """The keys transformers itself writes into every saved `config.json` or passes to a config (`model_type`,
+    `transformers_version`, `architectures`, `dtype`, `_name_or_path`, `return_dict`, ...): those of a bare
+    `PreTrainedConfig`'s `to_dict`, plus `TRANSFORMERS_EXTRA_KEYS`."""
+    return frozenset(PreTrainedConfig().to_dict()) | TRANSFORMERS_EXTRA_KEYS
+
+
+def config_keys(config_class: type[PreTrainedConfig]) -> frozenset[str]:
+    """Every key `config_class` accepts: its fields, the aliases of its `attribute_map` (GPT-2's `hidden_size` for
+    `n_embd`, ...) and `transformers_config_keys()`."""
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    return frozenset(fields) | frozenset(config_class.attribute_map) | transformers_config_keys()
+
+
+def unknown_config_keys(config_class: type[PreTrainedConfig], keys: Iterable[str]) -> list[str]:
+    """The keys (in their order) that `config_class` does not accept."""
+    known = config_keys(config_class)
+    return [key for key in dict.fromkeys(keys) if key not in known]
+
+
+def unknown_keys_message(config_class: type[PreTrainedConfig], unknown: Sequence[str], where: str) -> str:
+    """The message naming every key of `unknown`, each with the closest key `config_class` accepts, e.g.
+    `unknown key 'norm_num_group' in model: (did you mean 'norm_num_groups'?)`."""
+    candidates = sorted(key for key in config_keys(config_class) if not key.startswith("_"))
+
+    def hint(key: str) -> str:
+        matches = difflib.get_close_matches(key, candidates, n=1)
+        return f"(did you mean {matches[0]!r}?)" if matches else f"(no field of {config_class.__name__} is close)"
+
+    if len(unknown) == 1:
+        return f"unknown key {unknown[0]!r} in {where} {hint(unknown[0])}"
+    return f"unknown keys in {where} " + ", ".join(f"{key!r} {hint(key)}" for key in unknown)
+
+
+def check_config_keys(config_class: type[PreTrainedConfig], keys: Iterable[str], where: str) -> None:
+    """Raise a `UsageError` naming every key of `keys` that `config_class` does not accept, with the closest valid
+    name: "unknown key 'norm_num_group' in model: (did you mean 'norm_num_groups'?)". `where` says where the keys come
+    from (a recipe section, `"model:"`, or the class, for keyword arguments)."""
+    unknown = unknown_config_keys(config_class, keys)
+    if unknown:
+        raise UsageError(unknown_keys_message(config_class, unknown, where))
+
+
+# True while `from_dict` / `from_json_file` build a config from a saved one.
+_loading_saved_config: ContextVar[bool] = ContextVar("hf_vq_loading_saved_config", default=False)
+_warned_unknown_keys: set[tuple[str, tuple[str, ...]]] = set()
+
+
+class CheckedKeysMixin:
+    """Unknown keyword arguments of a config: a `UsageError` with the closest valid name when the config is built
+    by user code (`VQGANConfig(norm_num_group=32)`), a warning, once per class and set of keys, when a saved config
+    is loaded (`from_pretrained`, `from_dict`, `from_json_file`), so that a checkpoint saved by a newer version with
+    fields this one does not know still loads (the keys stay attributes, as transformers keeps them).
+
+    Put it before `PreTrainedConfig` (or its subclass) in the bases of a config class.
+    """
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs):
+        token = _loading_saved_config.set(True)
+        try:
+            return super().from_dict(config_dict, **kwargs)
+        finally:
+            _loading_saved_config.reset(token)
+
+    @classmethod
+    def from_json_file(cls, json_file):
+        token = _loading_saved_config.set(True)
+        try:
+            return super().from_json_file(json_file)
+        finally:
+            _loading_saved_config.reset(token)
+
+    def __post_init__(self, **kwargs):
+        # `kwargs` holds the keyword arguments that are no field (the dataclass `__init__` has set the fields).
+        config_class = type(self)
+        if not _loading_saved_config.get():
+            check_config_keys(config_class, kwargs, where=config_class.__name__)
+        elif unknown := unknown_config_keys(config_class, kwargs):
+            if (config_class.__name__, tuple(unknown)) not in _warned_unknown_keys:
+                _warned_unknown_keys.add((config_class.__name__, tuple(unknown)))
+                logger.warning(
+                    "%s; a newer version probably saved this config: the keys are kept as attributes, unused here",
+                    unknown_keys_message(config_class, unknown, f"the saved {config_class.__name__}"),
+                )
+        super().__post_init__(**kwargs)
 
 
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> None:
@@ -63,7 +176,7 @@ def check_int_list(name: str, value: Any, minimum: int = 1) -> None:
         check_int(f"{name}[{i}]", item, minimum=minimum)
 
 
-class ConvAutoencoderConfig(PreTrainedConfig):
+class ConvAutoencoderConfig(CheckedKeysMixin, PreTrainedConfig):
     r"""
     Fields of the taming / LDM convolutional backbone shared by the AE, VAE and VQ-GAN configs. The names are those
     of diffusers' `AutoencoderKL` and `VQModel`.
@@ -179,7 +292,7 @@ def latent_side(config: PreTrainedConfig, resolution: int | None = None) -> int:
 QUANTIZER_TYPES = ("vq", "fsq")
 
 
-class QuantizerConfigMixin(PreTrainedConfig):
+class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
     r"""
     Quantizer fields shared by the VQ-VAE and VQ-GAN configs. A family config calls `_check_quantizer` once it has
     resolved `vq_embed_dim`.

@@ -1,8 +1,12 @@
 """The released VGG16 and LPIPS v0.1 files convert into the one safetensors file `LPIPS` loads
 (`hf_vq.conversion.lpips` through `scripts/convert_lpips_weights.py`)."""
 
+import re
+
+import pytest
 import torch
 
+from hf_vq import UsageError
 from hf_vq.modules.lpips import LPIPS
 
 from ..conftest import load_script, random_lpips
@@ -29,15 +33,15 @@ def test_convert_script_builds_the_safetensors_file_from_fake_released_files(tmp
     del heads["lin4.model.1.weight"]
     torch.save(heads, tmp_path / "vgg_incomplete.pth")
     argv[3] = str(tmp_path / "vgg_incomplete.pth")
-    assert script.main(argv) == 1
-    assert "missing keys ['lin4.model.1.weight']" in capsys.readouterr().err
+    with pytest.raises(UsageError, match=re.escape("missing keys ['lin4.model.1.weight']")):
+        script.main(argv)
 
 
 class _NotATensor:
     pass
 
 
-def test_convert_script_refuses_pickled_objects(tmp_path, capsys):
+def test_convert_script_refuses_pickled_objects(tmp_path):
     torch.save({"features.0.weight": _NotATensor()}, tmp_path / "evil.pth")
     torch.save({}, tmp_path / "vgg.pth")
     argv = [
@@ -48,6 +52,6 @@ def test_convert_script_refuses_pickled_objects(tmp_path, capsys):
         "--output",
         str(tmp_path / "x.safetensors"),
     ]
-    assert load_script("convert_lpips_weights").main(argv) == 1
-    assert "error:" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="--vgg16: .*evil.pth holds Python objects other than tensors"):
+        load_script("convert_lpips_weights").main(argv)
     assert not (tmp_path / "x.safetensors").exists()

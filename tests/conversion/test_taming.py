@@ -440,20 +440,20 @@ def test_allow_unsafe_pickle_tolerates_classes_that_are_not_installed(tmp_path, 
     assert_same_outputs(hf_vq.VQGANModel.from_taming(path, resolution=16, allow_unsafe_pickle=True), reference)
 
 
-def test_script_reports_unsafe_pickle_without_traceback_and_writes_nothing(tmp_path, capsys):
+def test_script_reports_unsafe_pickle_without_traceback_and_writes_nothing(tmp_path):
     path = tmp_path / "last.ckpt"
     torch.save(lightning_checkpoint(make_reference(), hyper_parameters=PickledHyperParameters()), path)
     output_dir = tmp_path / "out"
     args = ["--checkpoint", str(path), "--resolution", "16", "--output_dir", str(output_dir)]
 
-    assert load_script("convert_taming_checkpoint").main(args) == 1
-    assert "--allow_unsafe_pickle" in capsys.readouterr().err
+    with pytest.raises(hf_vq.UsageError, match="--allow_unsafe_pickle"):
+        load_script("convert_taming_checkpoint").main(args)
     assert not output_dir.exists()
 
     assert load_script("convert_taming_checkpoint").main([*args, "--allow_unsafe_pickle"]) == 0
     assert (output_dir / "model.safetensors").is_file()
-    assert load_script("convert_taming_checkpoint").main([*args, "--allow_unsafe_pickle"]) == 1  # never overwrites
-    assert "not an empty folder" in capsys.readouterr().err
+    with pytest.raises(hf_vq.UsageError, match="not an empty folder"):  # never overwrites
+        load_script("convert_taming_checkpoint").main([*args, "--allow_unsafe_pickle"])
 
 
 def test_failed_save_leaves_no_partial_model(tmp_path):

@@ -19,7 +19,9 @@ from ..hub_server import LoopbackHub
 
 BACKBONE = dict(block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=8, sample_size=8)
 MODELS = {
-    "autoencoder": lambda: hf_vq.AutoencoderModel(hf_vq.AutoencoderConfig(**BACKBONE, latent_channels=4, top_k=8)),
+    "autoencoder": lambda: hf_vq.AutoencoderModel(
+        hf_vq.AutoencoderConfig(**BACKBONE, latent_channels=4, sparsity_k=8)
+    ),
     "vae": lambda: hf_vq.VAEModel(hf_vq.VAEConfig(**BACKBONE, latent_channels=4, free_bits=0.5)),
     "vqvae": lambda: hf_vq.VQVAEModel(
         hf_vq.VQVAEConfig(

@@ -1,11 +1,13 @@
 import json
+import logging
 
 import pytest
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoModel
 
 import hf_vq
+from hf_vq.utils.configuration_utils import check_config_keys
 
-from ..conftest import TINY_BACKBONE
+from ..conftest import TINY_BACKBONE, TINY_VQGAN, TINY_VQVAE
 
 CONFIG_CLASSES = [hf_vq.AutoencoderConfig, hf_vq.VAEConfig]
 
@@ -86,3 +88,99 @@ def test_defaults_are_stable_diffusions_kl_f8_backbone():
     config = hf_vq.VAEConfig()
     assert config.block_out_channels == [128, 256, 512, 512]
     assert config.layers_per_block == 2 and config.latent_channels == 4 and config.downsample_factor == 8
+
+
+# ----- unknown keys (issue 16, item 5) -----
+
+# (config class, tiny keyword arguments, a typo, the field it should suggest), one per family.
+TINY_FAMILY_CONFIGS = [
+    (hf_vq.AutoencoderConfig, TINY_BACKBONE, "norm_num_group", "norm_num_groups"),
+    (hf_vq.VAEConfig, TINY_BACKBONE, "free_bit", "free_bits"),
+    (hf_vq.VQVAEConfig, TINY_VQVAE, "num_embeddings", "num_vq_embeddings"),
+    (hf_vq.VQGANConfig, TINY_VQGAN, "norm_num_group", "norm_num_groups"),
+    (hf_vq.PatchDiscriminatorConfig, {"num_filters": 8, "num_layers": 1}, "n_layers", "num_layers"),
+    (hf_vq.VQPriorConfig, {"codebook_size": 16, "token_grid_size": (2, 2), "n_layer": 1, "n_head": 2, "n_embd": 8},
+     "n_embed", "n_embd"),
+]  # fmt: skip
+FAMILY_IDS = [config_class.__name__ for config_class, *_ in TINY_FAMILY_CONFIGS]
+
+
+@pytest.mark.parametrize(("config_class", "kwargs", "typo", "suggestion"), TINY_FAMILY_CONFIGS, ids=FAMILY_IDS)
+def test_a_keyword_typo_is_an_error_naming_the_class_and_the_closest_field(config_class, kwargs, typo, suggestion):
+    with pytest.raises(hf_vq.UsageError) as error:
+        config_class(**kwargs, **{typo: 8})
+    assert str(error.value) == f"unknown key {typo!r} in {config_class.__name__} (did you mean {suggestion!r}?)"
+
+
+def test_every_unknown_key_is_named_with_its_suggestion_if_any():
+    with pytest.raises(hf_vq.UsageError) as error:
+        hf_vq.VQGANConfig(**TINY_VQGAN, vq_bta=0.5, zzz=1)
+    assert str(error.value) == (
+        "unknown keys in VQGANConfig 'vq_bta' (did you mean 'vq_beta'?), 'zzz' (no field of VQGANConfig is close)"
+    )
+
+
+def test_check_config_keys_names_the_recipe_section():
+    check_config_keys(hf_vq.VQGANConfig, TINY_VQGAN, where="model:")
+    with pytest.raises(
+        hf_vq.UsageError, match=r"^unknown key 'norm_num_group' in model: \(did you mean 'norm_num_groups'\?\)$"
+    ):
+        check_config_keys(hf_vq.VQGANConfig, {**TINY_VQGAN, "norm_num_group": 8}, where="model:")
+
+
+@pytest.mark.parametrize(("config_class", "kwargs", "typo", "suggestion"), TINY_FAMILY_CONFIGS, ids=FAMILY_IDS)
+def test_keys_that_transformers_writes_or_passes_are_accepted(config_class, kwargs, typo, suggestion):
+    transformers_keys = {
+        "model_type": config_class.model_type,
+        "transformers_version": "5.0.0",
+        "architectures": ["SomeModel"],
+        "dtype": "float32",
+        "torch_dtype": "float32",
+        "auto_map": {"AutoConfig": "configuration_x.XConfig"},
+        "_name_or_path": "some/model",
+        "return_dict": True,
+        "output_hidden_states": False,
+        "output_attentions": False,
+        "chunk_size_feed_forward": 0,
+        "id2label": {"0": "a", "1": "b"},
+    }
+    config = config_class(**kwargs, **transformers_keys)
+    assert config.architectures == ["SomeModel"] and config.auto_map == transformers_keys["auto_map"]
+
+
+def test_the_priors_gpt2_aliases_keep_working():
+    config = hf_vq.VQPriorConfig(
+        codebook_size=16, token_grid_size=(2, 2), hidden_size=8, num_hidden_layers=1, num_attention_heads=2
+    )
+    assert (config.n_embd, config.n_layer, config.n_head) == (8, 1, 2)
+    assert config.hidden_size == 8 and config.max_position_embeddings == config.n_positions == 5
+
+
+@pytest.mark.parametrize(("config_class", "kwargs", "typo", "suggestion"), TINY_FAMILY_CONFIGS, ids=FAMILY_IDS)
+def test_a_saved_config_round_trips_and_builds_from_its_json(tmp_path, config_class, kwargs, typo, suggestion):
+    config = config_class(**kwargs)
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is config_class
+    assert {**loaded.to_dict(), "_name_or_path": ""} == config.to_dict()
+    # What `--model_config config.json` does: the saved keys, transformers' own included, as keyword arguments.
+    rebuilt = config_class(**json.loads((tmp_path / "config.json").read_text()))
+    assert rebuilt.to_diff_dict() == config.to_diff_dict()
+
+
+def test_a_saved_model_with_an_unknown_key_loads_and_warns_once(tmp_path, caplog):
+    hf_vq.VQGANModel(hf_vq.VQGANConfig(**TINY_VQGAN)).save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "codebook_from_the_future": 3}))
+    with caplog.at_level(logging.WARNING, logger="hf_vq"):
+        model = AutoModel.from_pretrained(tmp_path)
+        again = hf_vq.VQGANConfig.from_pretrained(tmp_path)
+        from_json = hf_vq.VQGANConfig.from_json_file(path)
+    assert type(model) is hf_vq.VQGANModel
+    assert model.config.codebook_from_the_future == again.codebook_from_the_future == 3
+    assert from_json.codebook_from_the_future == 3
+    warnings = [record.getMessage() for record in caplog.records if "codebook_from_the_future" in record.getMessage()]
+    assert len(warnings) == 1 and "unknown key 'codebook_from_the_future' in the saved VQGANConfig" in warnings[0]
+    # Loading does not relax the check for configs built in code afterwards.
+    with pytest.raises(hf_vq.UsageError, match="codebook_from_the_future"):
+        hf_vq.VQGANConfig(**TINY_VQGAN, codebook_from_the_future=3)

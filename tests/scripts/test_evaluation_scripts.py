@@ -1,16 +1,20 @@
 """scripts/evaluate.py and scripts/interpolate.py end to end on the builtin digits."""
 
 import json
+import sys
 
+import datasets
 import pytest
 import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import save_file
+from transformers.utils import logging as transformers_logging
 
 import hf_vq
 from hf_vq.metrics.inception import FIDInceptionV3
 from hf_vq.training.publishing import render_run_card
+from hf_vq.utils.cli import run_script
 
 from ..conftest import load_script
 
@@ -22,6 +26,24 @@ def saved_vqgan(folder):
     model = hf_vq.VQGANModel(hf_vq.VQGANConfig(**BACKBONE, latent_channels=8, vq_embed_dim=4, num_vq_embeddings=16))
     model.save_pretrained(folder)
     return model
+
+
+def exit_status(script, argv: list[str]) -> int:
+    """The exit status of `script` run with `argv` as from the command line (`run_script`)."""
+    with pytest.raises(SystemExit) as exit_:
+        run_script(lambda: script.main(argv))
+    return exit_.value.code
+
+
+@pytest.fixture
+def library_bars():
+    """The libraries' progress bars as they were before a script's --quiet turned them off (for the next tests)."""
+    enabled = transformers_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+    yield
+    if enabled[0]:
+        transformers_logging.enable_progress_bar()
+    if enabled[1]:
+        datasets.enable_progress_bars()
 
 
 def inception_file(path):
@@ -74,18 +96,59 @@ def test_evaluate_a_vq_model_with_its_prior_and_rfid_and_feed_the_runs_card(tmp_
     assert "rfid: " in capsys.readouterr().out
 
 
-def test_evaluate_a_vae_gives_its_bound_and_kl_per_channel_and_names_bad_input(tmp_path, capsys):
+def test_evaluate_a_vae_gives_its_bound_and_kl_per_channel_and_names_bad_input(tmp_path, capsys, monkeypatch):
     config = hf_vq.VAEConfig(**BACKBONE, latent_channels=3)
     hf_vq.VAEModel(config).save_pretrained(tmp_path / "vae")
     script = load_script("evaluate")
     args = ["--model", str(tmp_path / "vae"), "--max_images", "12", "--output_dir", str(tmp_path / "eval")]
-    assert script.main([*args, "--num_samples", "4"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: each pass over the set shows a bar
+    assert script.main([*args, "--num_samples", "4", "--batch_size", "8"]) == 0
+    bars = capsys.readouterr().err
+    assert "reconstruction: 100%" in bars and "latents: 100%" in bars and "2/2" in bars
+    assert "bits/dim (importance samples): 100%" in bars
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["bits_per_dim_num_samples"] == 4
     assert metrics["bits_per_dim"] <= metrics["elbo_bits_per_dim"] + 1e-3
     assert len(metrics["kl_per_channel"]) == 3 and sum(metrics["kl_per_channel"]) == pytest.approx(metrics["kl"], 1e-3)
-    assert script.main([*args, "--split", "nope"]) == 1
-    assert "nope" in capsys.readouterr().err
+    assert exit_status(script, [*args, "--split", "nope"]) == 2  # a user's mistake: one line, status 2
+    errors = capsys.readouterr().err
+    message = "error: builtin dataset 'builtin:digits' has no split 'nope'; available: ['train', 'test']\n"
+    assert "Traceback" not in errors and errors.endswith(message)
+
+
+def test_evaluate_shows_no_progress_bar_with_quiet(tmp_path, capsys, monkeypatch, library_bars):
+    hf_vq.VAEModel(hf_vq.VAEConfig(**BACKBONE, latent_channels=3)).save_pretrained(tmp_path / "vae")
+    script = load_script("evaluate")
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    argv = ["--model", str(tmp_path / "vae"), "--max_images", "4", "--num_samples", "1", "--quiet"]
+    assert script.main([*argv, "--output_dir", str(tmp_path / "eval")]) == 0
+    assert "\r" not in capsys.readouterr().err  # no bar of ours, transformers' or datasets' (they redraw with \r)
+
+
+def test_evaluate_names_a_prior_of_another_grid_and_a_missing_label_column(tmp_path, capsys):
+    saved_vqgan(tmp_path / "vq")  # 8x8 images -> 4x4 codes
+
+    def saved_prior(name, **config):
+        config = dict(codebook_size=16, token_grid_size=(4, 4), n_layer=1, n_head=2, n_embd=16) | config
+        hf_vq.VQPriorForCausalLM(hf_vq.VQPriorConfig(**config)).save_pretrained(tmp_path / name)
+        return str(tmp_path / name)
+
+    script = load_script("evaluate")
+    args = ["--model", str(tmp_path / "vq"), "--output_dir", str(tmp_path / "eval"), "--max_images", "4"]
+    capsys.readouterr()
+    assert exit_status(script, [*args, "--prior", saved_prior("wide", token_grid_size=(8, 8))]) == 2
+    assert "prior models 8x8 code grids" in capsys.readouterr().err
+    conditional = saved_prior("conditional", num_classes=10)
+    assert exit_status(script, [*args, "--prior", conditional]) == 2
+    assert "class-conditional (10 classes): pass --label_column" in capsys.readouterr().err
+    wide_at_16 = [*args, "--prior", str(tmp_path / "wide"), "--resolution", "16"]  # 16x16 images: 8x8 codes
+    assert exit_status(script, [*wide_at_16, "--label_column", "label"]) == 2
+    assert "unconditional (num_classes = 0): it takes no --label_column" in capsys.readouterr().err
+    # At --resolution 16 the VQ model makes 8x8 grids: the wide prior fits, and evaluates.
+    assert script.main(wide_at_16) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["bits_per_dim"] > 0
 
 
 def test_interpolate_script_writes_a_strip_from_a_dataset_or_from_files(tmp_path, capsys):
@@ -99,7 +162,7 @@ def test_interpolate_script_writes_a_strip_from_a_dataset_or_from_files(tmp_path
         Image.new("L", (20, 20), value).save(tmp_path / name)
     files = ["--image_a", str(tmp_path / "a.png"), "--image_b", str(tmp_path / "b.png"), "--method", "lerp"]
     assert script.main([*args, *files]) == 0
-    assert script.main([*args, "--steps", "1", *files]) == 1
+    assert exit_status(script, [*args, "--steps", "1", *files]) == 2
     assert "steps" in capsys.readouterr().err
-    assert script.main(args) == 1
+    assert exit_status(script, args) == 2
     assert "--image_a" in capsys.readouterr().err

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from ...utils.configuration_utils import check_choice, check_int
+from ...utils.configuration_utils import CheckedKeysMixin, check_choice, check_int
 from ...utils.errors import UsageError
 
 NORM_TYPES = ("batch", "group", "instance", "none")
 
 
-class PatchDiscriminatorConfig(PreTrainedConfig):
+class PatchDiscriminatorConfig(CheckedKeysMixin, PreTrainedConfig):
     r"""
     A PatchGAN discriminator (Isola et al. 2017) as in taming-transformers: 4x4 convolutions, each of the first
     `num_layers` with stride 2, then two with stride 1, the last one giving one logit per image patch. The defaults

@@ -5,12 +5,12 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import GPT2Config
 
-from ...utils.configuration_utils import check_int, check_int_list
+from ...utils.configuration_utils import CheckedKeysMixin, check_int, check_int_list
 from ...utils.errors import UsageError
 
 
 @strict  # re-derives the field validators: some fields here are optional where GPT-2's are not
-class VQPriorConfig(GPT2Config):
+class VQPriorConfig(CheckedKeysMixin, GPT2Config):
     r"""
     A GPT-2 causal LM over the raster-ordered code grid of a VQ model (taming's transformer is the same network).
 

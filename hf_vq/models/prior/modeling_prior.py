@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from transformers import GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+from ...utils.configuration_utils import latent_side
 from ...utils.errors import UsageError
 from ..modeling_utils import HubMixin
 from .configuration_prior import VQPriorConfig
@@ -73,8 +74,9 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
         generation.do_sample = True
         generation.top_k = 0  # no filtering unless asked (transformers would default to top-k 50)
 
-    def check_vq_model(self, vq_model) -> None:
-        """Raise a `ValueError` unless `vq_model` (a VQ autoencoder) has this prior's codebook size."""
+    def check_vq_model(self, vq_model, resolution: int | None = None) -> None:
+        """Raise a `UsageError` unless `vq_model` (a VQ autoencoder) has this prior's codebook size and makes this
+        prior's token grid from `resolution`-pixel images (default: its `sample_size`)."""
         size = getattr(vq_model.config, "num_vq_embeddings", None)
         if size is None:
             raise UsageError(f"{type(vq_model).__name__} is not a VQ model (its config has no num_vq_embeddings)")
@@ -82,6 +84,14 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
             raise UsageError(
                 f"the prior models {self.config.codebook_size} codes (config.codebook_size) but the VQ model has "
                 f"{size} (config.num_vq_embeddings): they were not trained together"
+            )
+        resolution = resolution or vq_model.config.sample_size
+        side = latent_side(vq_model.config, resolution)
+        if tuple(self.config.token_grid_size) != (side, side):
+            height, width = self.config.token_grid_size
+            raise UsageError(
+                f"the prior models {height}x{width} code grids (config.token_grid_size) but the VQ model encodes "
+                f"{resolution}x{resolution} images into {side}x{side} grids: they were not trained together"
             )
 
     # ----- inputs -----
