@@ -10,8 +10,8 @@ Third-party imports stay as they are: the user needs them installed (torch, tran
 family's own folder, a flat file is named by its path (`hf_vq/conversion/taming.py` becomes `conversion_taming.py`),
 so that a clone of the repo shadows no top-level package such as `taming` or `safetensors`.
 
-The export reads hf_vq's sources, so it needs the package; this module imports nothing from hf_vq (the model classes
-come from the caller), since it is itself part of the exported code (`push_model` reaches it).
+The export reads hf_vq's sources, so it needs the package; this module imports from hf_vq only its error class (the
+model classes come from the caller), since it is itself part of the exported code (`push_model` reaches it).
 """
 
 from __future__ import annotations

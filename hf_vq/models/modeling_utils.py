@@ -16,6 +16,11 @@ from ..utils.errors import UsageError
 from ..utils.paths import check_source
 
 
+class PickledWeightsError(UsageError, OSError):
+    """A folder or repo with pickled weights only: a `UsageError` (the way on is the conversion script), and an
+    `OSError` as transformers raises for a folder without weights."""
+
+
 class HubMixin:
     """Put first in the bases of every hf_vq `PreTrainedModel`."""
 
@@ -48,7 +53,7 @@ class HubMixin:
             if not pickled:
                 raise
             source = pretrained_model_name_or_path
-            raise OSError(
+            raise PickledWeightsError(
                 f"{source} has no safetensors weights, only pickled ones ({', '.join(pickled)}); hf_vq never "
                 "unpickles weights when loading, since a pickle can run code. Convert them once (tensors only, with "
                 f"`torch.load(weights_only=True)`): `{CONVERSION_COMMAND.format(source=source)}` from the hf_vq "

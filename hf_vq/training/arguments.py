@@ -177,11 +177,11 @@ class ParsedArguments:
     prior: PriorArguments | None = None
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """A JSON or YAML file as a dict, with a clear error for anything else."""
-    path = Path(path)
+def load_config_file(path: str | Path, flag: str = "--config") -> dict[str, Any]:
+    """A JSON or YAML file as a dict, with a clear error naming `flag` for anything else."""
+    path = Path(path).expanduser()
     if not path.is_file():
-        raise UsageError(f"config file {str(path)!r} does not exist")
+        raise UsageError(f"{flag}: no such file: {path}")
     text = path.read_text()
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -228,5 +228,5 @@ def parse_arguments(
     if training.output_dir is None:
         raise UsageError("`--output_dir` is required (on the command line or in the --config file)")
     if training.model_config:
-        model_config.update(load_config_file(training.model_config))
+        model_config.update(load_config_file(training.model_config, "--model_config"))
     return ParsedArguments(training, gan, model_config, discriminator_config, prior)

@@ -34,9 +34,10 @@ def drop_tied_weights(models: list, weights: list[dict], output_dir: str) -> Non
             del state[key]
 
 
-def checkpoint_step(checkpoint: Path) -> int:
-    """The step of a `checkpoint-<step>` folder."""
-    return int(CHECKPOINT_PATTERN.match(checkpoint.name).group(1))
+def checkpoint_step(checkpoint: Path) -> int | None:
+    """The step of a `checkpoint-<step>` folder (None for a folder named otherwise)."""
+    match = CHECKPOINT_PATTERN.match(checkpoint.name)
+    return int(match.group(1)) if match else None
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -91,10 +92,14 @@ def save_checkpoint(
     write_extra_state(temporary)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
         _fsync_tree(temporary)
+        replaced = None
+        if final.exists():  # a checkpoint of this step from before a resume: set aside, deleted once replaced
+            replaced = output_dir / f"{TEMPORARY_PREFIX}{step}-replaced"
+            os.replace(final, replaced)
         os.replace(temporary, final)
+        if replaced is not None:
+            shutil.rmtree(replaced)
         if total_limit is not None:
             # the run's other checkpoints, oldest first; the one just written is always kept
             others = [path for path in list_checkpoints(output_dir) if path != final]

@@ -84,7 +84,7 @@ def encode_dataset(
     """
     output_dir = Path(output_dir)
     if output_dir.exists():
-        raise UsageError(f"{output_dir} already exists: choose a new output directory (nothing was written)")
+        raise UsageError(f"--output_dir {output_dir} already exists: choose a new folder (nothing was written)")
     if not hasattr(vq_model, "encode_indices"):
         raise UsageError(f"`vq_model` must be a VQ model (with encode_indices), got {type(vq_model).__name__}")
     if batch_size < 1:

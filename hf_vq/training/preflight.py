@@ -11,6 +11,7 @@ from pathlib import Path
 from huggingface_hub import constants, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from ..modules.lpips import DEFAULT_FILENAME as LPIPS_WEIGHTS_NAME
 from ..utils.errors import UsageError
 from ..utils.paths import check_source
 from .arguments import PriorArguments, TrainingArguments
@@ -37,31 +38,46 @@ def used_by(output_dir: Path) -> list[str]:
 
 
 def check_run(args: TrainingArguments, prior_args: PriorArguments | None = None) -> None:
-    """Refuse, with a `UsageError` naming the flag and the way on, anything that would fail later or lose work."""
-    output_dir = Path(args.output_dir)
+    """Refuse, with a `UsageError` naming the flag and the way on, anything that would fail later or lose work. Local
+    paths come back into `args` with `~` expanded."""
+    output_dir = Path(args.output_dir).expanduser()
+    args.output_dir = str(output_dir)
     traces = used_by(output_dir)
-    resuming = args.resume_from_checkpoint is not None
-    if traces and not resuming and not args.overwrite_output_dir:
+    checkpoints = list_checkpoints(output_dir)
+    resume = args.resume_from_checkpoint
+    if resume is not None and args.overwrite_output_dir:
+        raise UsageError("--resume_from_checkpoint and --overwrite_output_dir contradict each other: choose one")
+    # Resuming continues the run this folder holds; a checkpoint from elsewhere would write over that run.
+    inside = resume not in (None, "latest") and Path(resume).expanduser().resolve().parent == output_dir.resolve()
+    continues_here = resume == "latest" or inside
+    if traces and not continues_here and not args.overwrite_output_dir:
+        way_on = "continue it with --resume_from_checkpoint latest, or start" if checkpoints else "start"
         raise UsageError(
             f"--output_dir {output_dir} holds an earlier run ({', '.join(traces[:3])}"
-            f"{', ...' if len(traces) > 3 else ''}): continue it with --resume_from_checkpoint latest, or start "
-            "afresh with --overwrite_output_dir (which deletes its model, checkpoints and samples)"
+            f"{', ...' if len(traces) > 3 else ''}): {way_on} afresh with --overwrite_output_dir (which deletes its "
+            f"{', '.join(RUN_OUTPUTS)} and checkpoints), or choose another --output_dir"
         )
-    if resuming and args.overwrite_output_dir:
-        raise UsageError("--resume_from_checkpoint and --overwrite_output_dir contradict each other: choose one")
-    if args.resume_from_checkpoint == "latest" and not list_checkpoints(output_dir):
+    if resume == "latest" and not checkpoints:
         raise UsageError(
             f"--resume_from_checkpoint latest: {output_dir} holds no checkpoint; leave the flag out to start a new run"
         )
-    if resuming and args.resume_from_checkpoint != "latest" and not Path(args.resume_from_checkpoint).is_dir():
-        raise UsageError(f"--resume_from_checkpoint: no such file or directory: {args.resume_from_checkpoint}")
+    if resume not in (None, "latest"):
+        if not Path(resume).expanduser().is_dir():
+            raise UsageError(f"--resume_from_checkpoint: no such file or directory: {resume}")
+        args.resume_from_checkpoint = str(Path(resume).expanduser())
     _check_writable(output_dir)
-    check_source(args.dataset, "--dataset")
-    for flag, value in (("--pretrained_model", args.pretrained_model), ("--lpips_weights", args.lpips_weights)):
-        if value:
-            check_source(value, flag)
+    args.dataset = check_source(args.dataset, "--dataset")
+    if args.pretrained_model:
+        args.pretrained_model = check_source(args.pretrained_model, "--pretrained_model")
+    if args.lpips_weights:
+        args.lpips_weights = check_source(args.lpips_weights, "--lpips_weights")
+        folder = Path(args.lpips_weights)
+        if folder.is_dir() and not (folder / LPIPS_WEIGHTS_NAME).is_file():
+            raise UsageError(
+                f"--lpips_weights: {folder} holds no {LPIPS_WEIGHTS_NAME} (scripts/convert_lpips_weights.py makes it)"
+            )
     if prior_args is not None and prior_args.vq_model:
-        check_source(prior_args.vq_model, "--vq_model")
+        prior_args.vq_model = check_source(prior_args.vq_model, "--vq_model")
     if args.hub_model_id:
         try:
             validate_repo_id(args.hub_model_id)
@@ -69,6 +85,7 @@ def check_run(args: TrainingArguments, prior_args: PriorArguments | None = None)
             message = f"--hub_model_id {args.hub_model_id!r} is not a Hub repo id ('org/name'): {error}"
             raise UsageError(message) from None
     if args.push_to_hub:
+        # Offline, no upload can succeed, with a token or without.
         if constants.HF_HUB_OFFLINE:
             raise UsageError("--push_to_hub: HF_HUB_OFFLINE is set, so nothing can be uploaded; unset it or drop it")
         if get_token() is None:
@@ -90,7 +107,9 @@ def _check_writable(output_dir: Path) -> None:
 
 def clear_run(output_dir: Path) -> list[str]:
     """`--overwrite_output_dir`: delete an earlier run's outputs and checkpoints (complete or interrupted) from
-    `output_dir`; returns the names removed. Anything else in the folder stays."""
+    `output_dir`, if it holds a run; returns the names removed. Anything else in the folder stays."""
+    if not used_by(output_dir):
+        return []  # not a run's folder: its README.md, logs/ ... are someone else's
     removed = []
     for path in [*list_checkpoints(output_dir), *output_dir.glob(TEMPORARY_PREFIX + "*")]:
         shutil.rmtree(path)

@@ -212,6 +212,12 @@ class Trainer:
         """Restore model, optimizers, schedulers, RNG, discriminator and data position from a checkpoint."""
         path = latest_checkpoint(self.output_dir) if which == "latest" else Path(which)  # check_run: it exists
         data_state = f"data_state_{self.accelerator.process_index}.json"
+        written_by = len(list(path.glob("data_state_*.json")))  # one data position per process that wrote it
+        if written_by and written_by != self.accelerator.num_processes:
+            raise UsageError(
+                f"--resume_from_checkpoint: {path} was written by {written_by} process(es), this run has "
+                f"{self.accelerator.num_processes}: resume with --num_processes {written_by}"
+            )
         try:
             self.accelerator.load_state(str(path))
             state = json.loads((path / TRAINER_STATE_NAME).read_text())
@@ -225,9 +231,12 @@ class Trainer:
             damaged = find_damaged_file(path, [TRAINER_STATE_NAME, data_state])
             if damaged is None:
                 raise  # every file reads back: not a damaged checkpoint but a bug, which keeps its traceback
-            older = [c for c in list_checkpoints(path.parent) if checkpoint_step(c) < checkpoint_step(path)]
+            step = checkpoint_step(path)
+            older = [c for c in list_checkpoints(path.parent) if step is not None and checkpoint_step(c) < step]
             way_on = f"resume from {older[-1]} or delete it" if older else "delete it (there is no older checkpoint)"
-            raise UsageError(f"{path} is incomplete or corrupt ({damaged}): {way_on}") from error
+            raise UsageError(
+                f"--resume_from_checkpoint: {path} is incomplete or corrupt ({damaged}): {way_on}"
+            ) from error
         logger.info("resumed from %s at step %d", path, self.global_step)
 
     # ----- one step -----

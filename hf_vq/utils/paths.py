@@ -1,8 +1,8 @@
 """Telling a local path from a Hub id, before anything asks the Hub.
 
-A name that exists on disk, or starts with `.`, `/` or `~`, is local; `builtin:<name>` is a builtin dataset;
-anything else is a Hub repo id. A local name that does not exist is a `UsageError` at once: no request is made and
-nothing waits for the network.
+A name that exists on disk, starts with `.`, `/` or `~`, or ends like a file (`.safetensors`, `.yaml`, ...) is
+local; `builtin:<name>` is a builtin dataset; anything else is a Hub repo id. A local name that does not exist is a
+`UsageError` at once: no request is made and nothing waits for the network.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from .errors import UsageError
 
 BUILTIN_PREFIX = "builtin:"
 LOCAL_PREFIXES = (".", "/", "~")
+# A name ending like a file is a file: no Hub repo is called `lpips_vgg16.safetensors`.
+FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".yaml", ".yml", ".parquet", ".png", ".jpg")
 
 
 def is_local(name: str | os.PathLike) -> bool:
-    """Whether `name` means a local file or folder (it exists, or starts with `.`, `/` or `~`)."""
+    """Whether `name` means a local file or folder: it exists, starts with `.`, `/` or `~`, or ends like a file."""
     text = os.fspath(name)
-    return text.startswith(LOCAL_PREFIXES) or Path(text).exists()
+    return text.startswith(LOCAL_PREFIXES) or text.lower().endswith(FILE_SUFFIXES) or Path(text).exists()
 
 
 def check_source(name: str | os.PathLike, what: str) -> str:

@@ -78,6 +78,39 @@ def test_overwrite_output_dir_removes_the_old_run_first_and_keeps_other_files(fi
     assert (finished_run / "notes.txt").read_text() == "mine"
 
 
+def test_resuming_another_folders_checkpoint_into_a_used_output_dir_is_refused(finished_run, tmp_path):
+    other = tmp_path / "other"
+    train(tmp_path, other, max_train_steps=2)
+    before = snapshot(finished_run)
+    with pytest.raises(hf_vq.UsageError, match="holds an earlier run"):
+        train(tmp_path, finished_run, "--resume_from_checkpoint", str(other / "checkpoint-2"))
+    assert snapshot(finished_run) == before
+
+
+def test_a_finished_run_without_checkpoints_is_not_offered_a_resume(tmp_path):
+    output_dir = tmp_path / "short"
+    train(tmp_path, output_dir, checkpointing_steps=100)
+    with pytest.raises(hf_vq.UsageError) as error:
+        train(tmp_path, output_dir)
+    assert "--overwrite_output_dir" in str(error.value) and "--resume_from_checkpoint" not in str(error.value)
+
+
+def test_overwrite_output_dir_in_a_folder_that_holds_no_run_deletes_nothing(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "README.md").write_text("the user's own")
+    (folder / "logs").mkdir()
+    train(tmp_path, folder, "--overwrite_output_dir", max_train_steps=2)
+    assert (folder / "README.md").read_text() == "the user's own" and (folder / "model").is_dir()
+
+
+def test_resuming_with_another_number_of_processes_says_how_many_wrote_it(finished_run, tmp_path):
+    checkpoint = finished_run / "checkpoint-4"
+    (checkpoint / "data_state_1.json").write_text((checkpoint / "data_state_0.json").read_text())
+    with pytest.raises(hf_vq.UsageError, match="written by 2 process.* --num_processes 2"):
+        train(tmp_path, finished_run, "--resume_from_checkpoint", "latest", max_train_steps=6)
+
+
 def test_resume_latest_without_a_checkpoint_is_an_error_and_writes_nothing(tmp_path):
     output_dir = tmp_path / "never"
     with pytest.raises(hf_vq.UsageError, match="holds no checkpoint"):
@@ -127,6 +160,7 @@ def test_a_missing_data_position_is_named(finished_run, tmp_path):
     "extra, message",
     [
         (["--lpips_weights", "./no/such/lpips.safetensors"], "--lpips_weights: no such file or directory"),
+        (["--lpips_weights", "weights/lpips.safetensors"], "--lpips_weights: no such file or directory"),
         (["--pretrained_model", "./no/such/model"], "--pretrained_model: no such file or directory"),
         (["--dataset", "./no/such/data"], "--dataset: no such file or directory"),
         (["--hub_model_id", "org/name/extra"], "--hub_model_id 'org/name/extra' is not a Hub repo id"),
@@ -138,6 +172,13 @@ def test_mistakes_fail_before_anything_is_written(tmp_path, extra, message):
     with pytest.raises(hf_vq.UsageError, match=message):
         train(tmp_path, output_dir, *extra)
     assert not output_dir.exists()
+
+
+def test_an_lpips_folder_without_the_weights_file_is_refused(tmp_path):
+    (tmp_path / "lpips").mkdir()
+    with pytest.raises(hf_vq.UsageError, match="holds no lpips_vgg16.safetensors"):
+        train(tmp_path, tmp_path / "new", "--lpips_weights", str(tmp_path / "lpips"))
+    assert not (tmp_path / "new").exists()
 
 
 def test_an_output_dir_under_a_file_is_refused(tmp_path):
