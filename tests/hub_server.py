@@ -1,5 +1,7 @@
 """A loopback Hugging Face Hub: the few API routes huggingface_hub uses to create a repo, commit files (NDJSON, regular
-uploads only), describe a revision, list a tree and resolve files. For tests, which cannot reach the real Hub.
+uploads only), describe a revision, list a tree and resolve files; and for dataset repos (`add_dataset`) what
+`datasets` streaming asks: info, tree, paths-info and resolve with HTTP Range requests. For tests, which cannot reach
+the real Hub.
 
 Start it with `LoopbackHub()` (a context manager); its `endpoint` goes into `HF_ENDPOINT` of a subprocess (the variable
 is read when huggingface_hub is imported). `failing_commits = n` makes the next n commit requests answer 500 after
@@ -28,6 +30,12 @@ ROUTES = [
     ("GET", re.compile(rf"^/api/models/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"), "tree"),
     ("HEAD", re.compile(rf"^/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
     ("GET", re.compile(rf"^/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
+    # dataset repos, as `datasets` streaming reads them: info, tree, paths-info, and resolve with Range requests
+    ("GET", re.compile(rf"^/api/datasets/{REPO}(?:/revision/(?P<rev>[^/]+))?$"), "dataset_info"),
+    ("GET", re.compile(rf"^/api/datasets/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"), "dataset_tree"),
+    ("POST", re.compile(rf"^/api/datasets/{REPO}/paths-info/(?P<rev>[^/]+)$"), "dataset_paths_info"),
+    ("HEAD", re.compile(rf"^/datasets/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "dataset_resolve"),
+    ("GET", re.compile(rf"^/datasets/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "dataset_resolve"),
 ]
 
 
@@ -44,9 +52,11 @@ class Repo:
 class LoopbackHub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
+        self.datasets: dict[str, Repo] = {}  # filled by `add_dataset`
         self.failing_commits = 0
         self.validated: list[str] = []
         self.requests: list[tuple[str, str]] = []
+        self.ranges: list[tuple[str, int, int]] = []  # the Range requests answered (path, first byte, last byte)
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,7 +96,10 @@ class LoopbackHub:
         for route_method, pattern, name in ROUTES:
             match = pattern.match(path)
             if route_method == method and match:
-                status, headers, payload = getattr(self, name)(body=body, **match.groupdict())
+                arguments = {"body": body, **match.groupdict()}
+                if name == "dataset_resolve":
+                    arguments["range_header"] = handler.headers.get("Range")
+                status, headers, payload = getattr(self, name)(**arguments)
                 break
         else:
             status, headers, payload = 404, {"X-Error-Code": "RepoNotFound"}, b'{"error": "no such route"}'
@@ -188,3 +201,71 @@ class LoopbackHub:
         data = target.files[path]
         headers = {"X-Repo-Commit": target.sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
         return 200, headers, data
+
+    # ----- dataset repos -----
+
+    def add_dataset(self, repo_id: str, files: dict[str, bytes]) -> None:
+        """A dataset repo holding `files` (path -> bytes), in one commit."""
+        repo = Repo()
+        repo.files = dict(files)
+        repo.commits.append(hashlib.sha1("\n".join(sorted(files)).encode()).hexdigest())
+        self.datasets[repo_id] = repo
+
+    def dataset_info(self, body: bytes, repo: str, rev: str | None = None):
+        target = self.datasets.get(repo)
+        if target is None:
+            return self._missing_repo()
+        siblings = [{"rfilename": path, "size": len(data)} for path, data in sorted(target.files.items())]
+        return 200, {}, {"id": repo, "sha": target.sha, "private": False, "gated": False, "disabled": False,
+                         "siblings": siblings, "tags": [], "cardData": {}}  # fmt: skip
+
+    def _entries(self, target: Repo, paths):
+        files = target.files
+        folders = sorted({"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)})
+        entries = [{"type": "directory", "path": folder, "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0}
+                   for folder in folders if folder in paths]  # fmt: skip
+        entries += [{"type": "file", "path": p, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                    for p, data in sorted(files.items()) if p in paths]  # fmt: skip
+        return entries
+
+    def dataset_tree(self, body: bytes, repo: str, rev: str, path: str | None = None):
+        target = self.datasets.get(repo)
+        if target is None:
+            return self._missing_repo()
+        prefix = f"{path.rstrip('/')}/" if path else ""
+        names = {p for p in target.files if p.startswith(prefix)}
+        names |= {"/".join(p.split("/")[:i]) for p in names for i in range(1, p.count("/") + 1)}
+        return 200, {}, self._entries(target, {n for n in names if n.startswith(prefix)})
+
+    def dataset_paths_info(self, body: bytes, repo: str, rev: str):
+        target = self.datasets.get(repo)
+        if target is None:
+            return self._missing_repo()
+        text = body.decode()
+        try:
+            paths = json.loads(text)["paths"]
+        except (ValueError, KeyError):  # form-encoded: paths=a&paths=b
+            from urllib.parse import parse_qs
+
+            paths = parse_qs(text).get("paths", [])
+        return 200, {}, self._entries(target, set(paths))
+
+    def dataset_resolve(self, body: bytes, repo: str, rev: str, path: str, range_header: str | None = None):
+        target = self.datasets.get(repo)
+        if target is None:
+            return self._missing_repo()
+        if path not in target.files:
+            return 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": target.sha}, {"error": "Entry not found"}
+        data = target.files[path]
+        headers = {"X-Repo-Commit": target.sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                   "Accept-Ranges": "bytes"}  # fmt: skip
+        match = re.match(r"bytes=(\d*)-(\d*)$", range_header or "")
+        if not match:
+            return 200, headers, data
+        first, last = match.groups()
+        if first == "":  # the last N bytes
+            start, end = max(len(data) - int(last), 0), len(data) - 1
+        else:
+            start, end = int(first), min(int(last) if last else len(data) - 1, len(data) - 1)
+        self.ranges.append((path, start, end))
+        return 206, {**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"}, data[start : end + 1]
