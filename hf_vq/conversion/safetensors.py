@@ -34,22 +34,42 @@ CONVERSION_COMMAND = "python scripts/convert_to_safetensors.py {source} <output_
 
 
 def pickled_weight_files(path_or_repo: str | os.PathLike, subfolder: str = "", **hub_kwargs: Any) -> list[str]:
-    """The pickled weight files (`.bin`, `.pt`, ...) of a local folder or Hub repo (empty when it cannot tell)."""
+    """The pickled weight files (`.bin`, `.pt`, ...) of a local folder or Hub repo (empty when it cannot tell).
+
+    A repo is listed with the Hub API; offline (`HF_HUB_OFFLINE`, `local_files_only`), or when the Hub cannot be
+    reached, its snapshot in the local cache is listed instead."""
     folder = Path(path_or_repo) / subfolder
     if Path(path_or_repo).is_dir():
         names = [path.name for path in folder.glob("*")] if folder.is_dir() else []
-    else:
-        if constants.HF_HUB_OFFLINE or hub_kwargs.get("local_files_only"):
-            return []
+        return sorted(name for name in names if name.endswith(PICKLE_WEIGHT_SUFFIXES))
+    revision = hub_kwargs.get("revision")
+    names = None
+    if not (constants.HF_HUB_OFFLINE or hub_kwargs.get("local_files_only")):
         try:
-            names = HfApi().list_repo_files(
-                str(path_or_repo), revision=hub_kwargs.get("revision"), token=hub_kwargs.get("token")
-            )
-        except Exception:  # the repo cannot be listed: keep the original error
-            return []
-        prefix = f"{subfolder.strip('/')}/" if subfolder else ""
-        names = [name[len(prefix) :] for name in names if name.startswith(prefix) and "/" not in name[len(prefix) :]]
+            names = HfApi().list_repo_files(str(path_or_repo), revision=revision, token=hub_kwargs.get("token"))
+        except Exception:  # the repo cannot be listed: try the cache, else keep the original error
+            names = None
+    if names is None:
+        names = _cached_repo_files(str(path_or_repo), revision, hub_kwargs.get("cache_dir"))
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
+    names = [name[len(prefix) :] for name in names if name.startswith(prefix) and "/" not in name[len(prefix) :]]
     return sorted(name for name in names if name.endswith(PICKLE_WEIGHT_SUFFIXES))
+
+
+def _cached_repo_files(repo_id: str, revision: str | None, cache_dir: str | os.PathLike | None = None) -> list[str]:
+    """The files (relative paths) of a model repo's snapshot in the local Hub cache: the commit that
+    `refs/<revision>` names (`main` by default), or `revision` itself when it is a commit id. Empty when not cached."""
+    repo_folder = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    revision = revision or "main"
+    ref = repo_folder / "refs" / revision
+    try:
+        commit = ref.read_text().strip() if ref.is_file() else revision
+        snapshot = repo_folder / "snapshots" / commit
+        if not commit or not snapshot.is_dir():
+            return []
+        return [path.relative_to(snapshot).as_posix() for path in snapshot.rglob("*") if path.is_file()]
+    except (OSError, ValueError):  # an unreadable cache or a revision that is no folder name
+        return []
 
 
 def save_pretrained_atomically(model: PreTrainedModel, output_dir: str | Path) -> list[Path]:

@@ -13,7 +13,7 @@ from ..utils.errors import UsageError
 from ..utils.image_utils import preprocess_image
 from .builtin import BUILTIN_PREFIX, SPLIT_SEED, photo_array, photo_names
 from .images import random_square_crop
-from .sources import load_image_dataset
+from .sources import HeldOutSplit, load_image_dataset
 from .stream import ImageStream
 
 
@@ -41,7 +41,7 @@ def photo_eval_crops(
 
 def load_eval_images(
     source: str,
-    split: str,
+    split: str | HeldOutSplit,
     resolution: int,
     num_channels: int = 3,
     limit: int = 1000,
@@ -50,8 +50,9 @@ def load_eval_images(
 ) -> torch.Tensor:
     """Up to `limit` held-out images of a source, (N, C, R, R) in [-1, 1], always the same ones: the first records
     of the split as a stream without shuffle buffer yields them (its shards in their seeded order, so not necessarily
-    the first rows), or for `builtin:photos` fixed crops of the split's photographs."""
-    if source == f"{BUILTIN_PREFIX}photos":
+    the first rows), or for `builtin:photos` fixed crops of the split's photographs. `split` may be the files held
+    out of a folder without an eval split (`hf_vq.data.hold_out_split`): exactly those are read."""
+    if source == f"{BUILTIN_PREFIX}photos" and isinstance(split, str):
         crops_per_photo = -(-limit // len(photo_names(split)))
         crops = photo_eval_crops(resolution, crops_per_photo, split=split)[:limit]
         if num_channels == 1:  # PIL's L conversion (ITU-R 601 luma), linear so it holds in [-1, 1] units too
@@ -62,7 +63,7 @@ def load_eval_images(
 
 def load_eval_examples(
     source: str,
-    split: str,
+    split: str | HeldOutSplit,
     resolution: int,
     num_channels: int = 3,
     limit: int = 1000,
@@ -71,7 +72,10 @@ def load_eval_examples(
     dataset_config: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`load_eval_images` with the labels: images (N, C, R, R) in [-1, 1] and, with `label_column`, labels (N,)."""
-    dataset = load_image_dataset(source, split, dataset_config)
+    if isinstance(split, HeldOutSplit):
+        dataset = split.load("eval")
+    else:
+        dataset = load_image_dataset(source, split, dataset_config)
     stream = ImageStream(
         dataset,
         resolution,
@@ -82,7 +86,8 @@ def load_eval_examples(
     )
     examples = list(islice(stream, limit))
     if not examples:
-        raise UsageError(f"split {split!r} of {source!r} has no usable images in column {image_column!r}")
+        where = split.describe() if isinstance(split, HeldOutSplit) else f"split {split!r}"
+        raise UsageError(f"{where} of {source!r} has no usable images in column {image_column!r}")
     images = torch.stack([example["pixel_values"] for example in examples])
     labels = torch.tensor([example["labels"] for example in examples]) if label_column is not None else None
     return images, labels

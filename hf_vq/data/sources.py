@@ -3,9 +3,20 @@ dataset or a Hub dataset id; and the check that the columns a caller names exist
 
 from __future__ import annotations
 
+import hashlib
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
-from datasets import Dataset, DatasetDict, Features, IterableDataset, load_dataset, load_from_disk
+from datasets import (
+    Dataset,
+    DatasetDict,
+    Features,
+    IterableDataset,
+    load_dataset,
+    load_dataset_builder,
+    load_from_disk,
+)
 
 from ..utils.errors import UsageError
 from ..utils.paths import check_source
@@ -39,6 +50,85 @@ def load_image_dataset(
         if "split" not in str(error).lower():
             raise
         raise UsageError(f"dataset {source!r} has no split {split!r}: {error}") from error
+
+
+# Holding out part of a local folder that has only a training split: a small fraction of its data files, at least
+# one and at most HOLD_OUT_MAX_FILES; a folder of fewer than HOLD_OUT_MIN_FILES files trains without evaluation.
+HOLD_OUT_FRACTION = 0.05
+HOLD_OUT_MAX_FILES = 500
+HOLD_OUT_MIN_FILES = 10
+# Files that describe the others (imagefolder's metadata); they go with both parts, never held out.
+METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
+
+
+@dataclass(frozen=True)
+class HeldOutSplit:
+    """A deterministic part of a local folder's training files held out for evaluation, because the folder has no
+    eval split: `train_files` are trained on, `eval_files` (empty when the folder is too small) are evaluated on."""
+
+    source: str
+    split: str  # the split the files are taken from
+    builder: str  # "parquet" or "imagefolder"
+    train_files: tuple[str, ...]
+    eval_files: tuple[str, ...]
+    metadata_files: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """What the eval split is, for the log and metrics.json."""
+        return f"held out from {self.split} ({len(self.eval_files)} files)"
+
+    def record(self, eval_split: str | None) -> dict[str, str | int]:
+        """What a run's metrics.json says about its eval split: the files held out, or why none were."""
+        if self.eval_files:
+            return {"eval_split": self.describe(), "eval_held_out_files": len(self.eval_files)}
+        count = len(self.train_files)
+        return {"eval_skipped": f"{self.source} has no {eval_split!r} split and too few files to hold out ({count})"}
+
+    def load(self, part: str, streaming: bool = True) -> IterableDataset | Dataset:
+        """The `"train"` or `"eval"` part as a dataset (both loaded together, so that imagefolder's labels agree)."""
+        if part not in ("train", "eval"):
+            raise ValueError(f"part must be 'train' or 'eval', got {part!r}")
+        if not self.eval_files:
+            raise UsageError(f"{self.source!r} has too few files to hold out an eval split; use --eval_split none")
+        metadata = list(self.metadata_files)
+        data_files = {"train": [*self.train_files, *metadata], "eval": [*self.eval_files, *metadata]}
+        return load_dataset(self.builder, data_files=data_files, streaming=streaming)[part]
+
+
+def _local_split_files(source: str) -> tuple[str, dict[str, list[str]]]:
+    """The builder of a local folder and the data files of each of its splits, as `datasets` resolves them."""
+    has_parquet = any(name.endswith(".parquet") for _, _, names in os.walk(source) for name in names)
+    builder = "parquet" if has_parquet else "imagefolder"
+    data_files = load_dataset_builder(builder, data_dir=source).config.data_files or {}
+    return builder, {str(split): [str(path) for path in files] for split, files in data_files.items()}
+
+
+def hold_out_split(source: str, split: str = "train", eval_split: str | None = "test") -> HeldOutSplit | None:
+    """The held-out part of `split` when `source` is a local folder whose only split is `split` (no `eval_split`),
+    else None (the source has the eval split, or other splits to choose from, or is no local folder).
+
+    The files held out are the ones whose path (relative to the folder) hashes lowest: always the same ones for the
+    same folder, wherever it lies, and for any number of processes. A folder of fewer than `HOLD_OUT_MIN_FILES` data
+    files gets an empty `eval_files` (train on everything, evaluate on nothing)."""
+    if eval_split is None or is_builtin(source) or not os.path.isdir(source):
+        return None
+    builder, splits = _local_split_files(source)
+    if eval_split in splits or set(splits) != {split}:
+        return None  # the eval split exists, or load_image_dataset names the splits there are
+    files = sorted(splits[split])
+    metadata = tuple(path for path in files if os.path.basename(path) in METADATA_NAMES)
+    data = [path for path in files if os.path.basename(path) not in METADATA_NAMES]
+
+    def key(path: str) -> str:
+        relative = Path(os.path.relpath(path, source)).as_posix()
+        return hashlib.sha256(relative.encode()).hexdigest()
+
+    if len(data) < HOLD_OUT_MIN_FILES:
+        return HeldOutSplit(source, split, builder, tuple(data), (), metadata)
+    count = min(max(1, round(len(data) * HOLD_OUT_FRACTION)), HOLD_OUT_MAX_FILES)
+    held = set(sorted(data, key=key)[:count])
+    train = tuple(path for path in data if path not in held)
+    return HeldOutSplit(source, split, builder, train, tuple(sorted(held)), metadata)
 
 
 def load_code_dataset(source: str, split: str = "train") -> Dataset | IterableDataset:

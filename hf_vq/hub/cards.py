@@ -35,12 +35,13 @@ class FamilyCard(NamedTuple):
 
     template: str  # model_cards/<template>.md
     tags: list[str]
-    pipeline_tag: str | None
-    task: tuple[str, str]  # (task type, task name) of its evaluation results
+    pipeline_tag: str  # a Hub task id (huggingface.js `PIPELINE_DATA`), `other` where none fits
+    task: tuple[str, str]  # (task type: a Hub task id, task name) of its evaluation results
     model_class: str  # the hf_vq class that loads it, named in the pipeline card
 
 
 RECONSTRUCTION = ("image-to-image", "Image reconstruction")
+GENERATION = "unconditional-image-generation"  # the Hub's one task for image generation without a text prompt
 FAMILY_CARDS = {
     "hf_vq_autoencoder": FamilyCard(
         "autoencoder", ["autoencoder"], "image-to-image", RECONSTRUCTION, "AutoencoderModel"
@@ -49,7 +50,7 @@ FAMILY_CARDS = {
     "hf_vq_vqvae": FamilyCard("vqvae", ["vq-vae", "image-tokenizer"], "image-to-image", RECONSTRUCTION, "VQVAEModel"),
     "hf_vq_vqgan": FamilyCard("vqgan", ["vq-gan", "image-tokenizer"], "image-to-image", RECONSTRUCTION, "VQGANModel"),
     "hf_vq_prior": FamilyCard(
-        "prior", ["vq-prior", "image-generation"], None, ("image-generation", "Image code modelling"),
+        "prior", ["vq-prior", "image-generation"], GENERATION, (GENERATION, "Image code modelling"),
         "VQPriorForCausalLM",
     ),
 }  # fmt: skip
@@ -67,7 +68,9 @@ INDEXED_METRICS = {
     "sample_class_accuracy": ("accuracy", "Class accuracy of samples"),
 }
 # Records of the run in metrics.json that describe training, not the model's quality.
-TRAINING_RECORDS = ("step", "train_images_per_second", "nonfinite_steps_skipped", "data_skipped")
+TRAINING_RECORDS = (
+    "step", "train_images_per_second", "nonfinite_steps_skipped", "data_skipped", "eval_split", "eval_held_out_files",
+)  # fmt: skip
 # Training arguments shown in a card, by section of training_args.json.
 CARD_SETTINGS = {
     "training": (
@@ -127,7 +130,7 @@ def _render(
     repo_id: str,
     tags: list[str],
     task: tuple[str, str],
-    pipeline_tag: str | None,
+    pipeline_tag: str,
     metrics: dict[str, Any] | None,
     dataset: str | None,
     training_args: dict[str, Any] | None,
@@ -138,24 +141,26 @@ def _render(
 ) -> ModelCard:
     """Render `model_cards/<body>.md` with the metadata, metrics and training setup every card has, and check it."""
     shown = card_metrics(metrics)
-    split = ((training_args or {}).get("training") or {}).get("eval_split")
+    # The split evaluated on: a held-out part of the training files (metrics.json's `eval_split`) or the run's flag.
+    split = (metrics or {}).get("eval_split") or ((training_args or {}).get("training") or {}).get("eval_split")
+    # A local folder or a builtin dataset is no Hub dataset (the card is rendered where the run's data is): it is
+    # described in the card's text only, and the model-index (whose dataset must be a Hub id) is left out.
+    on_hub = dataset is not None and not dataset.startswith("builtin:") and not os.path.exists(dataset)
     eval_results = [
         EvalResult(
             task_type=task[0],
             task_name=task[1],
-            dataset_type=dataset or "unknown",
-            dataset_name=dataset or "unknown",
+            dataset_type=dataset,
+            dataset_name=dataset,
             dataset_split=split,
             metric_type=INDEXED_METRICS[name][0],
             metric_name=INDEXED_METRICS[name][1],
             metric_value=round(float(value), 4),
         )
         for name, value in shown.items()
-        if name in INDEXED_METRICS
+        if name in INDEXED_METRICS and on_hub
     ]
     model_name = repo_id.split("/")[-1]
-    # A local folder or a builtin dataset is no Hub dataset (the card is rendered where the run's data is).
-    on_hub = dataset is not None and not dataset.startswith("builtin:") and not os.path.exists(dataset)
     card_data = ModelCardData(
         library_name="hf_vq",
         license=license,
@@ -163,7 +168,7 @@ def _render(
         datasets=[dataset] if on_hub else None,
         pipeline_tag=pipeline_tag,
         base_model=base_model,
-        model_name=model_name,
+        model_name=model_name if eval_results else None,  # the Hub reads model_name with a model-index only
         eval_results=eval_results or None,
     )
     card = ModelCard.from_template(
@@ -172,6 +177,7 @@ def _render(
         repo_id=repo_id,
         model_name=model_name,
         dataset=dataset,
+        dataset_kind="hub" if on_hub else "builtin" if dataset and dataset.startswith("builtin:") else "local",
         metrics={name: f"{value:.4g}" if isinstance(value, float) else value for name, value in shown.items()},
         training=training_setup(training_args, metrics),
         eval_description=eval_description
@@ -253,10 +259,9 @@ def render_pipeline_card(
         "pipeline",
         repo_id=repo_id,
         tags=[FAMILY_CARDS[vq_config.model_type].tags[0], "vq-prior", "image-generation"],
-        task=("image-generation", "Class-conditional image generation")
-        if conditional
-        else ("unconditional-image-generation", "Unconditional image generation"),
-        pipeline_tag=None if conditional else "unconditional-image-generation",
+        # The Hub has no class-conditional image generation task: a class label is no text prompt.
+        task=(GENERATION, "Class-conditional image generation" if conditional else "Unconditional image generation"),
+        pipeline_tag=GENERATION,
         metrics=metrics,
         dataset=dataset,
         training_args=training_args,

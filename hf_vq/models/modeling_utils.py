@@ -32,7 +32,8 @@ class HubMixin:
         """transformers' `from_pretrained`, reading weights from safetensors only: nothing is ever unpickled. A folder
         or repo holding only pickled weights (`pytorch_model.bin`, `.pt`) gets an error naming the conversion
         script. A local path (existing, or starting with `.`, `/` or `~`) that does not exist is a `UsageError`
-        before any request to the Hub."""
+        before any request to the Hub. A folder or repo in another library's layout that the class converts (a
+        diffusers `VQModel` for `VQGANModel`, `AutoencoderKL` for `VAEModel`) is converted on load."""
         if kwargs.get("use_safetensors") is False:
             raise UsageError(
                 "hf_vq loads weights only from safetensors (`use_safetensors=False` would unpickle them); convert "
@@ -43,6 +44,9 @@ class HubMixin:
             # A missing local folder fails here, at once, instead of as a Hub request for a malformed repo id.
             what = f"{cls.__name__}.from_pretrained"
             pretrained_model_name_or_path = check_source(pretrained_model_name_or_path, what)
+            converted = cls._from_pretrained_other_layout(pretrained_model_name_or_path, kwargs)
+            if converted is not None:
+                return converted
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except OSError as error:
@@ -60,6 +64,13 @@ class HubMixin:
                 "repository, or `hf_vq.conversion.safetensors.convert_to_safetensors(...)`, then load the converted "
                 "folder."
             ) from error
+
+    @classmethod
+    def _from_pretrained_other_layout(cls, source: str, kwargs: dict[str, Any]):
+        """The model converted on load when `source` (with `kwargs["subfolder"]`) holds another library's layout
+        that this class converts (a diffusers `VQModel` / `AutoencoderKL` folder), else `None`: the models that
+        convert one override this."""
+        return None
 
     def push_to_hub(
         self,

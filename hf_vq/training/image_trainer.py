@@ -16,6 +16,7 @@ from PIL import Image
 from transformers import PreTrainedModel
 
 from ..data import ImageStream, image_dataloader, load_eval_images, load_image_dataset, stream_defaults
+from ..data.sources import hold_out_split
 from ..metrics import reconstruction_metrics
 from ..modules.lpips import load_lpips
 from ..utils.configuration_utils import latent_side
@@ -48,8 +49,20 @@ class ImageTrainer(Trainer):
         self.lpips = load_lpips(args.lpips_weights)
         if self.lpips is not None:
             self.lpips.to(accelerator.device)
+        # A local folder with only a training split: a fixed part of its files is held out, never trained on.
+        held_out = hold_out_split(args.dataset, args.dataset_split, args.eval_split)
+        if held_out is not None and held_out.eval_files:
+            train = held_out.load("train")
+            logger.info(
+                "%s has no %r split: evaluating on %s, which are never trained on",
+                args.dataset, args.eval_split, held_out.describe(),
+            )  # fmt: skip
+        else:
+            train = load_image_dataset(args.dataset, args.dataset_split, args.dataset_config)
+            if held_out is not None:
+                logger.warning("%s: training without evaluation", held_out.record(args.eval_split)["eval_skipped"])
         self.stream = ImageStream(
-            load_image_dataset(args.dataset, args.dataset_split, args.dataset_config),
+            train,
             self.resolution,
             num_channels=channels,
             image_column=args.image_column,
@@ -62,10 +75,10 @@ class ImageTrainer(Trainer):
             **stream_defaults(args.dataset),  # e.g. random crops of the few builtin photographs
         )
         self.loader = image_dataloader(self.stream, args.train_batch_size)
-        if args.eval_split is not None:
+        if args.eval_split is not None and (held_out is None or held_out.eval_files):
             self.eval_images = load_eval_images(
                 args.dataset,
-                args.eval_split,
+                held_out or args.eval_split,
                 self.resolution,
                 num_channels=channels,
                 limit=args.max_eval_images,
@@ -87,9 +100,12 @@ class ImageTrainer(Trainer):
         return make_grid(torch.cat(rows), nrow=len(images), scale=max(1, 64 // self.resolution))
 
     def evaluate(self, model: PreTrainedModel) -> dict[str, Any]:
+        args = self.args
+        held_out = hold_out_split(args.dataset, args.dataset_split, args.eval_split)  # as build_data found it
+        record = held_out.record(args.eval_split) if held_out is not None else {}
         if self.eval_images is None:
-            return {}
-        metrics = {f"eval_{k}": v for k, v in reconstruction_metrics(model, self.eval_images).items()}
+            return record
+        metrics = {**record, **{f"eval_{k}": v for k, v in reconstruction_metrics(model, self.eval_images).items()}}
         if math.isfinite(metrics["eval_psnr"]):
             logger.info("held-out PSNR %.2f dB", metrics["eval_psnr"])
         else:

@@ -63,8 +63,15 @@ def test_the_pipeline_card_and_its_snippet(tmp_path):
                                 guidance_scale=1.5)  # fmt: skip
     data = ModelCard(str(card)).data
     assert data.datasets is None  # a builtin dataset is no Hub dataset
-    assert {"vq-gan", "vq-prior"} <= set(data.tags)
-    assert {r.metric_type: r.metric_value for r in data.eval_results} == {"bits_per_dim": 4.5, "accuracy": 0.9}
+    assert data.eval_results is None and data.model_name is None  # nor a model-index dataset: described in the text
+    assert "`builtin:digits`, a small dataset that ships with hf_vq" in str(card) and "| bits_per_dim | 4.5 |" in str(
+        card
+    )
+    assert {"vq-gan", "vq-prior"} <= set(data.tags) and data.pipeline_tag == "unconditional-image-generation"
+    on_hub = render_pipeline_card(vq.config, prior.config, repo_id="org/p", dataset="org/digits",
+                                  metrics={"bits_per_dim": 4.5, "sample_class_accuracy": 0.9})  # fmt: skip
+    results = ModelCard(str(on_hub)).data.eval_results
+    assert {r.metric_type: r.metric_value for r in results} == {"bits_per_dim": 4.5, "accuracy": 0.9}
     assert "upper bounds on the negative log-likelihood" in str(card)
     (snippet,) = python_blocks(card)
     os.chdir(tmp_path)  # the snippet saves sample.png
@@ -139,3 +146,64 @@ def test_the_wheel_ships_every_card_template(tmp_path):
         for template in templates:
             assert archive.read(f"hf_vq/model_cards/{template}") == (ROOT / "model_cards" / template).read_bytes()
     assert "hf_vq/hub/cards.py" in names and not any(name.startswith("model_cards/") for name in names)
+
+
+# The Hub's task ids: the keys of `PIPELINE_DATA` in huggingface.js, packages/tasks/src/pipelines.ts (read at commit
+# 0057f4042b57b833d296ed4cf1c76cfd6619d00d); huggingface_hub 2.4 ships no such list. A card's `pipeline_tag` and its
+# model-index task types must be among them.
+HUB_TASKS = frozenset(
+    """
+    biology text-classification token-classification table-question-answering question-answering
+    zero-shot-classification translation summarization feature-extraction text-generation text2text-generation
+    fill-mask sentence-similarity text-to-speech text-to-audio automatic-speech-recognition audio-to-audio
+    audio-classification audio-text-to-text voice-activity-detection depth-estimation image-classification
+    object-detection image-segmentation text-to-image image-to-text image-to-image image-to-video
+    unconditional-image-generation video-classification reinforcement-learning robotics tabular-classification
+    tabular-regression tabular-to-text table-to-text multiple-choice text-ranking text-retrieval
+    time-series-forecasting text-to-video image-text-to-text visual-question-answering document-question-answering
+    zero-shot-image-classification graph-ml mask-generation zero-shot-object-detection text-to-3d image-to-3d
+    image-feature-extraction video-text-to-text keypoint-detection visual-document-retrieval any-to-any other
+""".split()
+)
+EXPECTED_PIPELINE_TAGS = {"hf_vq_prior": "unconditional-image-generation"}  # the rest: image-to-image
+
+
+def every_card():
+    """Every kind of card the package renders: each family and the pipeline (conditional and not), with and without
+    metrics, on a Hub dataset, a builtin one, a local folder and none."""
+    prior = MODELS["prior"]()
+    unconditional = hf_vq.VQPriorConfig(codebook_size=16, token_grid_size=(4, 4), n_layer=1, n_head=2, n_embd=16)
+    for dataset in ("org/celeba", "builtin:digits", str(ROOT / "tests"), None):
+        for metrics in (METRICS, None):
+            inputs = dict(repo_id="org/x", metrics=metrics, dataset=dataset, training_args=TRAINING_ARGS)
+            for name in sorted(MODELS):
+                config = MODELS[name]().config
+                yield f"{name}-{dataset}-{bool(metrics)}", config.model_type, render_model_card(config, **inputs)
+            vq_config = MODELS["vqgan"]().config
+            for prior_config in (prior.config, unconditional):
+                card = render_pipeline_card(vq_config, prior_config, **inputs)
+                yield f"pipeline-{dataset}-{bool(metrics)}", "pipeline", card
+
+
+def test_every_card_round_trips_through_model_card_with_hub_task_ids_and_hub_datasets_only():
+    for label, kind, card in every_card():
+        text = str(card)
+        loaded = ModelCard(text)
+        assert str(ModelCard(str(loaded))) == str(loaded), label  # reads back and writes out the same
+        data = loaded.data
+        assert ModelCard(text).data.to_dict() == data.to_dict(), label
+        expected = EXPECTED_PIPELINE_TAGS.get(kind, "unconditional-image-generation" if kind == "pipeline" else None)
+        assert data.pipeline_tag == (expected or "image-to-image"), label
+        assert data.pipeline_tag in HUB_TASKS, label
+        check_model_card(text)
+        on_hub = "-org/celeba-" in label
+        assert data.datasets == (["org/celeba"] if on_hub else None), label
+        if data.eval_results:
+            assert on_hub and data.model_name, label
+            for result in data.eval_results:
+                assert result.task_type in HUB_TASKS, label
+                assert result.dataset_type == "org/celeba" and result.dataset_name == "org/celeba", label
+        else:
+            assert data.model_name is None and "model-index" not in text, label
+            assert not on_hub or "-False" in label, label
+        assert "builtin:" not in str(data.to_dict()) and str(ROOT) not in str(data.to_dict()), label

@@ -101,3 +101,25 @@ except OSError as error:
     model = AutoModel.from_pretrained(tmp_path / "converted")
     expected = torch.load(tmp_path / "expected.pt", weights_only=True)
     assert all(torch.equal(model.state_dict()[key], value) for key, value in expected.items())
+
+
+def test_a_cached_repo_with_only_pickled_weights_gets_our_error_offline(hub, tmp_path):
+    """Offline, the Hub cannot be listed: the cached snapshot is, and the error still names the conversion script."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "home" / "hub" / "models--org--old-vqgan"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    pickled_only(MODELS["vqgan"](), repo / "snapshots" / commit)
+    load = """
+from transformers import AutoModel
+import hf_vq
+for load in (AutoModel.from_pretrained, hf_vq.VQGANModel.from_pretrained):
+    try:
+        load("org/old-vqgan")
+    except OSError as error:
+        print("ERROR:", error)
+"""
+    loaded = run_python(load, hub, tmp_path / "home", offline=True, cwd=tmp_path)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.count("only pickled ones (pytorch_model.bin)") == 2, loaded.stdout
+    assert loaded.stdout.count("python scripts/convert_to_safetensors.py org/old-vqgan <output_dir>") == 2

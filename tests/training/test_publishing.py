@@ -124,9 +124,10 @@ saved = load_file({str(pushed_run / "model" / "model.safetensors")!r})
 assert all(torch.equal(model.state_dict()[key], value) for key, value in saved.items())
 card = ModelCard.load("org/vqgan-tiny")
 metrics = json.loads(open({str(pushed_run / "metrics.json")!r}).read())
-results = {{result.metric_type: result.metric_value for result in card.data.eval_results}}
-assert results["psnr"] == round(metrics["eval_psnr"], 4), (results, metrics)
-assert results["codebook_usage"] == round(metrics["eval_codebook_usage"], 4)
+assert card.data.eval_results is None  # builtin:digits is no Hub dataset: the figures are in the card's text
+rows = dict(re.findall(r"^[|] (\\w+) [|] ([-+.0-9eE]+) [|]$", card.text, flags=re.M))
+assert abs(float(rows["psnr"]) - metrics["eval_psnr"]) < 0.01, (rows, metrics)
+assert abs(float(rows["codebook_usage"]) - metrics["eval_codebook_usage"]) < 0.01
 assert card.data.library_name == "hf_vq" and "vq-gan" in card.data.tags
 (snippet,) = re.findall(r"```python\\n(.*?)```", card.text, flags=re.S)
 namespace = {{}}

@@ -21,6 +21,8 @@ class VAEConfig(ConvAutoencoderConfig):
         use_post_quant_conv (`bool`, defaults to `True`): a 1x1 conv on the latents before the decoder.
         scaling_factor, shift_factor, latents_mean, latents_std: carried unchanged to and from diffusers'
             `AutoencoderKL`, where latent diffusion pipelines read them; this model does not use them.
+        force_upcast (`bool`, defaults to `True`): carried to and from diffusers' `AutoencoderKL` (pipelines decode
+            in float32 with it); unused here.
     """
 
     model_type = "hf_vq_vae"
@@ -33,11 +35,12 @@ class VAEConfig(ConvAutoencoderConfig):
     shift_factor: float | None = None
     latents_mean: list[float] | None = None
     latents_std: list[float] | None = None
+    force_upcast: bool = True
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         check_float("beta", self.beta, minimum=0.0)
         check_float("free_bits", self.free_bits, minimum=0.0)
-        for name in ("use_quant_conv", "use_post_quant_conv"):
+        for name in ("use_quant_conv", "use_post_quant_conv", "force_upcast"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"`{name}` must be a bool, got {getattr(self, name)!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,13 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ...conversion.diffusers import autoencoder_kl_from_vae, vae_config_from_autoencoder_kl
+from ...conversion.diffusers import (
+    autoencoder_kl_from_vae,
+    diffusers_from_pretrained_kwargs,
+    load_diffusers_model,
+    read_diffusers_config,
+    vae_config_from_autoencoder_kl,
+)
 from ...modules.backbone import build_decoder, build_encoder, init_conv_weights
 from ...modules.checks import check_feature_maps, check_pixel_values
 from ...modules.distributions import DiagonalGaussian
@@ -137,16 +144,38 @@ class VAEModel(VAEPreTrainedModel):
         return self.decode(latents)
 
     @classmethod
-    def from_diffusers(cls, autoencoder_kl: AutoencoderKL, **config_overrides) -> VAEModel:
+    def from_diffusers(
+        cls, autoencoder_kl: AutoencoderKL | str | os.PathLike, *, subfolder: str | None = None, **kwargs
+    ) -> VAEModel:
         """The same network as a diffusers `AutoencoderKL`, weights copied key for key (as float32).
 
         Args:
-            autoencoder_kl: a diffusers `AutoencoderKL`.
-            config_overrides: fields of `VAEConfig` that diffusers does not have, e.g. `beta` or `free_bits`.
+            autoencoder_kl: a diffusers `AutoencoderKL`, or a local folder or Hub repo id holding one (`config.json`
+                with `_class_name`, `diffusion_pytorch_model.safetensors`).
+            subfolder: the model's subfolder in a pipeline folder or repo, e.g. "vae".
+            kwargs: with a path, `revision`, `token`, `local_files_only`, `cache_dir`, `force_download`, `variant`,
+                `dtype`; the others are fields of `VAEConfig` that diffusers does not have, e.g. `beta` or `free_bits`.
         """
-        model = cls(VAEConfig(**vae_config_from_autoencoder_kl(autoencoder_kl.config), **config_overrides))
-        model.load_state_dict(autoencoder_kl.state_dict(), strict=True)  # the same keys; copies values, keeps float32
-        return model
+        if isinstance(autoencoder_kl, (str, os.PathLike)):
+            hub_kwargs, dtype, config_overrides = diffusers_from_pretrained_kwargs(kwargs)
+            config, state_dict = load_diffusers_model(
+                autoencoder_kl, "AutoencoderKL", subfolder=subfolder, **hub_kwargs
+            )
+        else:
+            if subfolder is not None:
+                raise UsageError("`subfolder` is for a path or repo id, not for a loaded AutoencoderKL")
+            config, state_dict = autoencoder_kl.config, autoencoder_kl.state_dict()
+            dtype, config_overrides = None, kwargs
+        model = cls(VAEConfig(**vae_config_from_autoencoder_kl(config), **config_overrides))
+        model.load_state_dict(state_dict, strict=True)  # the same keys; copies values, keeps float32
+        return model if dtype is None else model.to(dtype)
+
+    @classmethod
+    def _from_pretrained_other_layout(cls, source: str, kwargs: dict) -> VAEModel | None:
+        """A diffusers `AutoencoderKL` folder or repo, converted on load (in eval mode, as `from_pretrained` gives)."""
+        if read_diffusers_config(source, **diffusers_from_pretrained_kwargs(kwargs)[0]) is None:
+            return None
+        return cls.from_diffusers(source, **kwargs).eval()
 
     def to_diffusers(self) -> AutoencoderKL:
         """This network as a diffusers `AutoencoderKL`, weights copied key for key."""

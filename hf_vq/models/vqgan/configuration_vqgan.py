@@ -6,6 +6,7 @@ import inspect
 
 from ...conversion.taming import taming_config_kwargs
 from ...utils.configuration_utils import ConvAutoencoderConfig, QuantizerConfigMixin, check_choice
+from ...utils.errors import UsageError
 
 
 class VQGANConfig(ConvAutoencoderConfig, QuantizerConfigMixin):
@@ -20,6 +21,11 @@ class VQGANConfig(ConvAutoencoderConfig, QuantizerConfigMixin):
     Args:
         norm_type (`str`, defaults to `"group"`): only `"group"`; diffusers' `"spatial"` (MoVQ) is not supported.
         scaling_factor (`float`, defaults to 0.18215): carried to and from diffusers' `VQModel`; unused here.
+        lookup_from_codebook (`bool`, defaults to `False`): carried to and from diffusers' `VQModel`, whose
+            `decode(indices, force_not_quantize=True, shape=...)` then looks the codes up (as `AmusedPipeline` calls
+            it); here `decode_indices` does that.
+        force_upcast (`bool`, defaults to `False`): carried to and from diffusers' `VQModel` (pipelines decode in
+            float32 with it); unused here.
     """
 
     model_type = "hf_vq_vqgan"
@@ -29,6 +35,8 @@ class VQGANConfig(ConvAutoencoderConfig, QuantizerConfigMixin):
     num_vq_embeddings: int | None = 1024
     norm_type: str = "group"
     scaling_factor: float = 0.18215
+    lookup_from_codebook: bool = False
+    force_upcast: bool = False
 
     @staticmethod
     def _default_block_types(num_levels: int) -> tuple[list[str], list[str]]:
@@ -40,6 +48,9 @@ class VQGANConfig(ConvAutoencoderConfig, QuantizerConfigMixin):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         check_choice("norm_type", self.norm_type, ("group",))
+        for name in ("lookup_from_codebook", "force_upcast"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"`{name}` must be a bool, got {getattr(self, name)!r}")
         if self.vq_embed_dim is None:
             self.vq_embed_dim = self.latent_channels
         self._check_quantizer()

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ...conversion.diffusers import vq_model_from_vqgan, vqgan_config_from_vq_model
+from ...conversion.diffusers import (
+    diffusers_from_pretrained_kwargs,
+    load_diffusers_model,
+    read_diffusers_config,
+    vq_model_from_vqgan,
+    vqgan_config_from_vq_model,
+)
 from ...conversion.taming import (
     convert_taming_state_dict,
     infer_taming_config,
@@ -68,22 +74,43 @@ class VQGANModel(VQGANPreTrainedModel):
         return self.decoder(self.post_quant_conv(quantized))
 
     @classmethod
-    def from_diffusers(cls, vq_model: VQModel, **config_overrides) -> VQGANModel:
+    def from_diffusers(
+        cls, vq_model: VQModel | str | os.PathLike, *, subfolder: str | None = None, **kwargs
+    ) -> VQGANModel:
         """The same network as a diffusers `VQModel`, weights copied key for key (as float32).
 
         Args:
-            vq_model: a diffusers `VQModel` with `norm_type="group"`.
-            config_overrides: fields diffusers does not have, e.g. `vq_beta` or `vq_codebook_update="ema"`.
+            vq_model: a diffusers `VQModel` with `norm_type="group"`, or a local folder or Hub repo id holding one
+                (`config.json` with `_class_name`, `diffusion_pytorch_model.safetensors`).
+            subfolder: the model's subfolder in a pipeline folder or repo, e.g. "vqvae".
+            kwargs: with a path, `revision`, `token`, `local_files_only`, `cache_dir`, `force_download`, `variant`,
+                `dtype`; the others are fields diffusers does not have, e.g. `vq_beta` or `vq_codebook_update="ema"`.
         """
-        model = cls(VQGANConfig(**vqgan_config_from_vq_model(vq_model.config), **config_overrides))
-        model.load_converted_state_dict(vq_model.state_dict(), source="VQModel")
-        return model
+        if isinstance(vq_model, (str, os.PathLike)):
+            hub_kwargs, dtype, config_overrides = diffusers_from_pretrained_kwargs(kwargs)
+            config, state_dict = load_diffusers_model(vq_model, "VQModel", subfolder=subfolder, **hub_kwargs)
+        else:
+            if subfolder is not None:
+                raise UsageError("`subfolder` is for a path or repo id, not for a loaded VQModel")
+            config, state_dict = vq_model.config, vq_model.state_dict()
+            dtype, config_overrides = None, kwargs
+        model = cls(VQGANConfig(**vqgan_config_from_vq_model(config), **config_overrides))
+        model.load_converted_state_dict(state_dict, source="VQModel")
+        return model if dtype is None else model.to(dtype)
+
+    @classmethod
+    def _from_pretrained_other_layout(cls, source: str, kwargs: dict) -> VQGANModel | None:
+        """A diffusers `VQModel` folder or repo, converted on load (in eval mode, as `from_pretrained` gives)."""
+        if read_diffusers_config(source, **diffusers_from_pretrained_kwargs(kwargs)[0]) is None:
+            return None
+        return cls.from_diffusers(source, **kwargs).eval()
 
     def to_diffusers(self) -> VQModel:
         """This network as a diffusers `VQModel`, weights copied key for key.
 
         Only a plain quantizer has a diffusers equivalent: no FSQ, cosine codes or factorized codebook. (An EMA
-        codebook converts: the EMA only trains it.)
+        codebook converts: the EMA only trains it.) Every field of diffusers' config comes from ours: set
+        `config.lookup_from_codebook = True` for pipelines that decode code indices (`AmusedPipeline`).
         """
         return vq_model_from_vqgan(self.config, self.state_dict())
 
