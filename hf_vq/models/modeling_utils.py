@@ -52,7 +52,7 @@ class HubMixin:
         except OSError as error:
             if pretrained_model_name_or_path is None:
                 raise
-            hub_kwargs = {key: kwargs.get(key) for key in ("revision", "token", "local_files_only")}
+            hub_kwargs = {key: kwargs.get(key) for key in ("revision", "token", "local_files_only", "cache_dir")}
             pickled = pickled_weight_files(pretrained_model_name_or_path, kwargs.get("subfolder") or "", **hub_kwargs)
             if not pickled:
                 raise
