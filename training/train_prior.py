@@ -6,7 +6,8 @@
         --dataset runs/digits-codes --output_dir runs/prior
 
 Writes model/ (the prior) and pipeline/ (VQ model + prior, `VQImageGenerationPipeline.from_pretrained`). Every flag
-is documented by `--help`; the loop is `hf_vq.training.PriorTrainer`.
+is documented by `--help`; the loop is `hf_vq.training.Trainer`, with
+`PriorTrainer` reading the codes.
 """
 
 from hf_vq.training import main

@@ -2,7 +2,7 @@
 
     accelerate launch training/train_vqgan.py --config training/configs/<recipe>.yaml --output_dir runs/vqgan
 
-Every flag is documented by `--help`; the loop itself is `hf_vq.training.Trainer`.
+Every flag is documented by `--help`; the loop is `hf_vq.training.Trainer`, with `ImageTrainer` reading the images.
 """
 
 from hf_vq.training import main
