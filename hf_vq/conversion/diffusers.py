@@ -245,7 +245,10 @@ def diffusers_from_pretrained_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, 
     """`from_pretrained` keyword arguments split for a diffusers folder: where the files are (`HUB_KWARGS`), the
     dtype (`dtype` or `torch_dtype`), and the rest (config fields to override). `use_safetensors` and
     `trust_remote_code` do not apply and are dropped."""
-    rest = {key: value for key, value in kwargs.items() if key not in ("use_safetensors", "trust_remote_code")}
+    # transformers' loading options (and the config the Auto classes pass) that do not apply to a converted model
+    ignored = ("use_safetensors", "trust_remote_code", "device_map", "low_cpu_mem_usage", "attn_implementation",
+               "config", "output_loading_info")  # fmt: skip
+    rest = {key: value for key, value in kwargs.items() if key not in ignored}
     hub_kwargs = {key: rest.pop(key) for key in HUB_KWARGS if key in rest}
     dtype = rest.pop("dtype", None) or rest.pop("torch_dtype", None)
     rest.pop("torch_dtype", None)

@@ -51,7 +51,7 @@ def load_eval_images(
     """Up to `limit` held-out images of a source, (N, C, R, R) in [-1, 1], always the same ones: the first records
     of the split as a stream without shuffle buffer yields them (its shards in their seeded order, so not necessarily
     the first rows), or for `builtin:photos` fixed crops of the split's photographs. `split` may be the files held
-    out of a folder without an eval split (`hf_vq.data.hold_out_split`): exactly those are read."""
+    out of a folder without an eval split (`hf_vq.data.sources.hold_out_split`): exactly those are read."""
     if source == f"{BUILTIN_PREFIX}photos" and isinstance(split, str):
         crops_per_photo = -(-limit // len(photo_names(split)))
         crops = photo_eval_crops(resolution, crops_per_photo, split=split)[:limit]

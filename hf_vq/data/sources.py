@@ -110,7 +110,10 @@ def hold_out_split(source: str, split: str = "train", eval_split: str | None = "
     The files held out are the ones whose path (relative to the folder) hashes lowest: always the same ones for the
     same folder, wherever it lies, and for any number of processes. A folder of fewer than `HOLD_OUT_MIN_FILES` data
     files gets an empty `eval_files` (train on everything, evaluate on nothing)."""
-    if eval_split is None or is_builtin(source) or not os.path.isdir(source):
+    if eval_split is None or is_builtin(source):
+        return None
+    source = os.path.expanduser(source)
+    if not os.path.isdir(source):
         return None
     builder, splits = _local_split_files(source)
     if eval_split in splits or set(splits) != {split}:

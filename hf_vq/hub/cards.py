@@ -12,7 +12,6 @@ templates themselves ship with the hf_vq package only.
 
 from __future__ import annotations
 
-import os
 import re
 from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -21,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 
 from ..utils.configuration_utils import latent_side
 from ..utils.errors import UsageError
+from ..utils.paths import is_local
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -70,6 +70,7 @@ INDEXED_METRICS = {
 # Records of the run in metrics.json that describe training, not the model's quality.
 TRAINING_RECORDS = (
     "step", "train_images_per_second", "nonfinite_steps_skipped", "data_skipped", "eval_split", "eval_held_out_files",
+    "eval_skipped",
 )  # fmt: skip
 # Training arguments shown in a card, by section of training_args.json.
 CARD_SETTINGS = {
@@ -145,7 +146,7 @@ def _render(
     split = (metrics or {}).get("eval_split") or ((training_args or {}).get("training") or {}).get("eval_split")
     # A local folder or a builtin dataset is no Hub dataset (the card is rendered where the run's data is): it is
     # described in the card's text only, and the model-index (whose dataset must be a Hub id) is left out.
-    on_hub = dataset is not None and not dataset.startswith("builtin:") and not os.path.exists(dataset)
+    on_hub = dataset is not None and not dataset.startswith("builtin:") and not is_local(dataset)
     eval_results = [
         EvalResult(
             task_type=task[0],
