@@ -22,8 +22,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 from PIL import Image as PILImage
 
 from ..utils.errors import UsageError
+from ..utils.paths import BUILTIN_PREFIX
 
-BUILTIN_PREFIX = "builtin:"
 DIGITS_TEST_SIZE = 360  # 20% of the 1,797 digits, stratified by label
 SPLIT_SEED = 0
 

@@ -20,7 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, get_token
 
 from ..utils.configuration_utils import latent_side
 from ..utils.errors import UsageError
-from ..utils.paths import is_local
+from ..utils.paths import BUILTIN_PREFIX, is_local
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -146,7 +146,7 @@ def _render(
     split = (metrics or {}).get("eval_split") or ((training_args or {}).get("training") or {}).get("eval_split")
     # A local folder or a builtin dataset is no Hub dataset (the card is rendered where the run's data is): it is
     # described in the card's text only, and the model-index (whose dataset must be a Hub id) is left out.
-    on_hub = dataset is not None and not dataset.startswith("builtin:") and not is_local(dataset)
+    on_hub = dataset is not None and not dataset.startswith(BUILTIN_PREFIX) and not is_local(dataset)
     eval_results = [
         EvalResult(
             task_type=task[0],
@@ -178,7 +178,7 @@ def _render(
         repo_id=repo_id,
         model_name=model_name,
         dataset=dataset,
-        dataset_kind="hub" if on_hub else "builtin" if dataset and dataset.startswith("builtin:") else "local",
+        dataset_kind="hub" if on_hub else "builtin" if dataset and dataset.startswith(BUILTIN_PREFIX) else "local",
         metrics={name: f"{value:.4g}" if isinstance(value, float) else value for name, value in shown.items()},
         training=training_setup(training_args, metrics),
         eval_description=eval_description

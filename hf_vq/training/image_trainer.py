@@ -16,7 +16,7 @@ from PIL import Image
 from transformers import PreTrainedModel
 
 from ..data import ImageStream, image_dataloader, load_eval_images, load_image_dataset, stream_defaults
-from ..data.sources import hold_out_split
+from ..data.sources import HeldOutSplit, hold_out_split
 from ..metrics import reconstruction_metrics
 from ..modules.lpips import load_lpips
 from ..utils.configuration_utils import latent_side
@@ -34,6 +34,8 @@ class ImageTrainer(Trainer):
         super().__init__(family, parsed)
         self.resolution: int | None = None  # the training resolution (`--resolution` or the model's sample_size)
         self.eval_images: torch.Tensor | None = None  # (N, C, H, W) held-out images, when there is an eval split
+        # the files held out of a folder that has no eval split (`hold_out_split`), as build_data found them
+        self.held_out: HeldOutSplit | None = None
 
     def build_model(self) -> PreTrainedModel:
         if self.args.resolution is not None and not self.args.pretrained_model:
@@ -50,7 +52,7 @@ class ImageTrainer(Trainer):
         if self.lpips is not None:
             self.lpips.to(accelerator.device)
         # A local folder with only a training split: a fixed part of its files is held out, never trained on.
-        held_out = hold_out_split(args.dataset, args.dataset_split, args.eval_split)
+        self.held_out = held_out = hold_out_split(args.dataset, args.dataset_split, args.eval_split)
         if held_out is not None and held_out.eval_files:
             train = held_out.load("train")
             logger.info(
@@ -100,9 +102,7 @@ class ImageTrainer(Trainer):
         return make_grid(torch.cat(rows), nrow=len(images), scale=max(1, 64 // self.resolution))
 
     def evaluate(self, model: PreTrainedModel) -> dict[str, Any]:
-        args = self.args
-        held_out = hold_out_split(args.dataset, args.dataset_split, args.eval_split)  # as build_data found it
-        record = held_out.record(args.eval_split) if held_out is not None else {}
+        record = self.held_out.record(self.args.eval_split) if self.held_out is not None else {}
         if self.eval_images is None:
             return record
         metrics = {**record, **{f"eval_{k}": v for k, v in reconstruction_metrics(model, self.eval_images).items()}}
