@@ -24,6 +24,7 @@ from pathlib import Path
 
 import gpu
 import peers
+import priors
 import quality
 import quantizer
 import sampling
@@ -37,6 +38,7 @@ SECTIONS = {
     "peers": peers,
     "quality": quality,
     "sampling": sampling,
+    "priors": priors,
     "gpu": gpu,
 }
 # Imported once by the fork server (`common.CONTEXT`), so that the measuring children start with them imported.

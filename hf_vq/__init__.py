@@ -1,4 +1,5 @@
-"""hf_vq: autoencoders for images (AE, VAE, VQ-VAE, VQ-GAN) and their prior, as native Hugging Face models.
+"""hf_vq: autoencoders for images (AE, VAE, VQ-VAE, VQ-GAN) and their priors (GPT, PixelCNN), as native Hugging Face
+models.
 
 Importing the package registers every config and model with transformers' Auto classes.
 """
@@ -13,6 +14,9 @@ from .models import (
     AutoencoderOutput,
     PatchDiscriminator,
     PatchDiscriminatorConfig,
+    PixelCNNPriorConfig,
+    PixelCNNPriorModel,
+    PixelCNNPriorOutput,
     VAEConfig,
     VAEModel,
     VAEOutput,
@@ -34,8 +38,10 @@ __version__ = "0.1.0"
 for _model_type, _model_class in MODEL_CLASSES.items():
     # exist_ok: re-importing the package (e.g. after importlib.reload) must not fail.
     AutoConfig.register(_model_type, _model_class.config_class, exist_ok=True)
-    _auto_class = getattr(transformers, _model_class.auto_class_name)  # AutoModel, or AutoModelForCausalLM
-    _auto_class.register(_model_class.config_class, _model_class, exist_ok=True)
+    # Its own Auto class (AutoModelForCausalLM for the GPT prior), and AutoModel, which resolves every family, so
+    # that code taking "a prior" loads either prior with one call.
+    for _auto_class_name in dict.fromkeys((_model_class.auto_class_name, "AutoModel")):
+        getattr(transformers, _auto_class_name).register(_model_class.config_class, _model_class, exist_ok=True)
 
 __all__ = [
     "AutoencoderConfig",
@@ -46,6 +52,9 @@ __all__ = [
     "FSQ",
     "PatchDiscriminator",
     "PatchDiscriminatorConfig",
+    "PixelCNNPriorConfig",
+    "PixelCNNPriorModel",
+    "PixelCNNPriorOutput",
     "QuantizerOutput",
     "UsageError",
     "VAEConfig",

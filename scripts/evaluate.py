@@ -23,13 +23,14 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoModel, AutoModelForCausalLM
+from transformers import AutoModel
 from transformers.utils.logging import disable_progress_bar
 
 import hf_vq  # noqa: F401  (registers the model types)
 from hf_vq.data import load_eval_examples, load_eval_images
 from hf_vq.metrics import evaluation_report, rfid
 from hf_vq.metrics.inception import load_inception
+from hf_vq.models import CodePriorMixin
 from hf_vq.modules.lpips import load_lpips
 from hf_vq.utils.cli import run_script
 from hf_vq.utils.errors import UsageError
@@ -53,7 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--lpips_weights", default=None, help="LPIPS weights (safetensors file, folder or repo)")
     parser.add_argument("--inception_weights", type=Path, default=None, help="FID Inception weights, a local file")
-    parser.add_argument("--prior", default=None, help="a VQPriorForCausalLM (folder or repo) for bits/dim")
+    parser.add_argument(
+        "--prior", default=None, help="a prior over codes (GPT or PixelCNN; folder or repo) for bits/dim"
+    )
     parser.add_argument("--label_column", default=None, help="class labels, for a class-conditional --prior")
     parser.add_argument("--num_samples", type=int, default=64, help="importance samples of a VAE's bits/dim")
     parser.add_argument("--seed", type=int, default=0)
@@ -77,9 +80,12 @@ def load_prior(args: argparse.Namespace, model: torch.nn.Module, resolution: int
     """The --prior, checked against the VQ model (codebook size, code grid at `resolution`) and --label_column."""
     if not hasattr(model, "encode_indices"):
         raise UsageError(f"--prior: a prior's bits/dim needs a VQ model; {args.model} is a {type(model).__name__}")
-    prior = AutoModelForCausalLM.from_pretrained(args.prior).eval()
-    if not hasattr(prior, "check_vq_model"):
-        raise UsageError(f"--prior {args.prior} is a {type(prior).__name__}, not a VQPriorForCausalLM")
+    prior = AutoModel.from_pretrained(args.prior).eval()  # either prior: the GPT one or the PixelCNN
+    if not isinstance(prior, CodePriorMixin):
+        raise UsageError(
+            f"--prior {args.prior} is a {type(prior).__name__}, not a prior over codes (VQPriorForCausalLM or "
+            "PixelCNNPriorModel)"
+        )
     prior.check_vq_model(model, resolution)
     if prior.config.is_class_conditional and not args.label_column:
         raise UsageError(

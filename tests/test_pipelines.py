@@ -1,5 +1,5 @@
-"""The pipeline's checks of what it is given: a prior of another code grid, guidance scales, missing paths.
-(Sampling, saving and loading: tests/models/test_prior.py.)"""
+"""The pipeline's checks of what it is given (a prior of another code grid, guidance scales, missing paths), and
+sampling, completion, saving and loading with either prior (the GPT prior alone: tests/models/test_prior.py)."""
 
 import math
 
@@ -56,3 +56,64 @@ def test_a_guidance_scale_below_or_above_one_samples():
 def test_a_missing_local_pipeline_folder_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match=f"no such file or directory: {tmp_path / 'pipe'}"):
         hf_vq.VQImageGenerationPipeline.from_pretrained(tmp_path / "pipe")
+
+
+# ----- either prior: sampling, completion, saving and loading -----
+
+
+def pixelcnn(grid=(8, 8), **overrides) -> hf_vq.PixelCNNPriorModel:
+    config = hf_vq.PixelCNNPriorConfig(codebook_size=32, num_classes=3, token_grid_size=grid, num_layers=3,
+                                       hidden_channels=8, output_channels=16, **overrides)  # fmt: skip
+    return hf_vq.PixelCNNPriorModel(config).eval()
+
+
+PRIORS = {"gpt": prior, "pixelcnn": pixelcnn}
+
+
+@pytest.mark.parametrize("kind", sorted(PRIORS))
+def test_the_pipeline_round_trips_with_either_prior(kind, tmp_path):
+    pipe = hf_vq.VQImageGenerationPipeline(vqgan(), PRIORS[kind]())
+    images = pipe(class_labels=[0, 2], num_images=2, top_k=5, guidance_scale=1.5, seed=3, output_type="pt")
+    assert images.shape == (4, 3, 16, 16)
+    pipe.save_pretrained(tmp_path)
+    loaded = hf_vq.VQImageGenerationPipeline.from_pretrained(tmp_path)  # AutoModel resolves either prior
+    assert type(loaded.prior) is type(pipe.prior)
+    again = loaded(class_labels=[0, 2], num_images=2, top_k=5, guidance_scale=1.5, seed=3, output_type="pt")
+    torch.testing.assert_close(again, images)
+
+
+@pytest.mark.parametrize("kind", sorted(PRIORS))
+def test_completion_keeps_the_known_codes_of_images_and_of_grids(kind):
+    vq_model = vqgan().eval()
+    pipe = hf_vq.VQImageGenerationPipeline(vq_model, PRIORS[kind]())
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    codes = vq_model.encode_indices(images)
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[:3] = True  # the first three rows: a raster prefix, which both priors complete
+    completed = pipe.complete(images, mask, class_labels=[1, 2], top_k=4, seed=0, output_type="codes")
+    assert completed.shape == (2, 8, 8) and torch.equal(completed[:, :3], codes[:, :3])
+    assert torch.equal(
+        pipe.complete(codes, mask, class_labels=[1, 2], top_k=4, seed=0, output_type="codes"), completed
+    )
+    decoded = pipe.complete(codes, mask, class_labels=[1, 2], seed=0, output_type="pt")
+    assert decoded.shape == (2, 3, 16, 16)
+    assert len(pipe.complete(codes, mask, class_labels=[1, 2], seed=0)) == 2  # PIL images
+    with pytest.raises(UsageError, match="one label a grid"):
+        pipe.complete(codes, mask, class_labels=[1])
+
+
+def test_only_the_pixelcnn_completes_any_mask():
+    vq_model = vqgan().eval()
+    codes = torch.randint(0, 32, (2, 8, 8), generator=torch.Generator().manual_seed(0))
+    mask = torch.rand(2, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.5  # any mask, per grid
+    completed = hf_vq.VQImageGenerationPipeline(vq_model, pixelcnn()).complete(
+        codes, mask, [0, 1], output_type="codes"
+    )
+    assert torch.equal(completed[mask], codes[mask])
+    with pytest.raises(UsageError, match="completes only a raster prefix"):
+        hf_vq.VQImageGenerationPipeline(vq_model, prior()).complete(codes, mask, [0, 1])
+
+
+def test_a_pipeline_refuses_what_is_no_prior():
+    with pytest.raises(UsageError, match="must be a prior over codes"):
+        hf_vq.VQImageGenerationPipeline(vqgan(), vqgan())

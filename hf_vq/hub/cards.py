@@ -38,6 +38,7 @@ class FamilyCard(NamedTuple):
     pipeline_tag: str  # a Hub task id (huggingface.js `PIPELINE_DATA`), `other` where none fits
     task: tuple[str, str]  # (task type: a Hub task id, task name) of its evaluation results
     model_class: str  # the hf_vq class that loads it, named in the pipeline card
+    auto_class: str = "AutoModel"  # the transformers Auto class named in the cards' usage
 
 
 RECONSTRUCTION = ("image-to-image", "Image reconstruction")
@@ -51,9 +52,14 @@ FAMILY_CARDS = {
     "hf_vq_vqgan": FamilyCard("vqgan", ["vq-gan", "image-tokenizer"], "image-to-image", RECONSTRUCTION, "VQGANModel"),
     "hf_vq_prior": FamilyCard(
         "prior", ["vq-prior", "image-generation"], GENERATION, (GENERATION, "Image code modelling"),
-        "VQPriorForCausalLM",
+        "VQPriorForCausalLM", "AutoModelForCausalLM",
+    ),
+    "hf_vq_pixelcnn_prior": FamilyCard(
+        "pixelcnn_prior", ["vq-prior", "pixelcnn", "image-generation"], GENERATION,
+        (GENERATION, "Image code modelling"), "PixelCNNPriorModel",
     ),
 }  # fmt: skip
+PRIOR_MODEL_TYPES = ("hf_vq_prior", "hf_vq_pixelcnn_prior")  # cards of models over codes, not images
 # Metrics (without their `eval_` prefix) that go into `model-index`: metric type and readable name.
 INDEXED_METRICS = {
     "psnr": ("psnr", "PSNR (dB)"),
@@ -81,7 +87,7 @@ CARD_SETTINGS = {
         "reconstruction_loss", "perceptual_weight", "codebook_weight", "seed",
     ),
     "gan": ("disc_start", "disc_weight", "disc_loss", "disc_learning_rate", "lecam_weight"),
-    "prior": ("class_dropout_prob",),
+    "prior": ("prior_type", "class_dropout_prob"),
 }  # fmt: skip
 # A Hugging Face access token (user or organization), which must never reach a card.
 TOKEN_PATTERN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
@@ -210,9 +216,9 @@ def render_model_card(
     (training_args.json), the dataset id and the metrics (metrics.json). `samples_image` is a repo path."""
     if config.model_type not in FAMILY_CARDS:
         raise UsageError(f"no model card template for model_type {config.model_type!r} ({sorted(FAMILY_CARDS)})")
-    body, tags, pipeline_tag, task, _ = FAMILY_CARDS[config.model_type]
+    body, tags, pipeline_tag, task = FAMILY_CARDS[config.model_type][:4]
     values: dict[str, Any] = {}
-    if config.model_type != "hf_vq_prior":
+    if config.model_type not in PRIOR_MODEL_TYPES:
         values = {
             "resolution": config.sample_size,
             "latent_size": latent_side(config),
@@ -272,6 +278,7 @@ def render_pipeline_card(
         vq_config=_config_dict(vq_config),
         prior_config=_config_dict(prior_config),
         vq_model_class=FAMILY_CARDS[vq_config.model_type].model_class,
+        prior_auto_class=FAMILY_CARDS[prior_config.model_type].auto_class,
         resolution=vq_config.sample_size,
         grid=f"{height}x{width}",
         samples_image=samples_image,

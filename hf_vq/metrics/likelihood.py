@@ -71,8 +71,8 @@ def bits_per_dim(
 
     - VQ models: -(log p(x | z_q) + log p(z)) / (D ln 2) with the codes z of each image and `prior` either the
       uniform prior over the K codes (`"uniform"`, log K nats per code as the paper's training assumes) or a learned
-      `VQPriorForCausalLM` (with `class_labels` (N,) if it is class-conditional). Returns `bits_per_dim` and its
-      parts `reconstruction_bits_per_dim` and `prior_bits_per_dim`.
+      prior over codes (`VQPriorForCausalLM` or `PixelCNNPriorModel`, with `class_labels` (N,) if it is
+      class-conditional). Returns `bits_per_dim` and its parts `reconstruction_bits_per_dim` and `prior_bits_per_dim`.
     - VAEs: the importance-weighted bound (Burda et al. 2016) with `num_samples` posterior samples per image,
       -log (1/k sum_i p(x|z_i) p(z_i) / q(z_i|x)) / (D ln 2), and the ELBO (`elbo_bits_per_dim`, with the KL in closed
       form). The bound tightens as k grows; k=1 gives the ELBO in expectation. `generator` seeds the samples.
@@ -105,7 +105,7 @@ def _check_prior(
 ) -> None:
     if isinstance(prior, str):
         if prior != "uniform":
-            raise UsageError(f"`prior` must be 'uniform' or a VQPriorForCausalLM, got {prior!r}")
+            raise UsageError(f"`prior` must be 'uniform' or a prior over codes (GPT or PixelCNN), got {prior!r}")
     else:
         prior.check_vq_model(model, resolution)  # its codebook size, and its code grid at the images' size
         if prior.config.is_class_conditional and class_labels is None:

@@ -1,6 +1,8 @@
 from .autoencoder import AutoencoderConfig, AutoencoderModel, AutoencoderOutput
 from .discriminator import PatchDiscriminator, PatchDiscriminatorConfig
+from .modeling_code_prior import CodePriorMixin
 from .modeling_vq import VQAutoencoderOutput, VQPreTrainedModel
+from .pixelcnn_prior import PixelCNNPriorConfig, PixelCNNPriorModel, PixelCNNPriorOutput
 from .prior import VQPriorConfig, VQPriorForCausalLM
 from .vae import VAEConfig, VAEModel, VAEOutput
 from .vqgan import VQGANConfig, VQGANModel
@@ -10,7 +12,15 @@ from .vqvae import VQVAEConfig, VQVAEModel
 # the conversion scripts.
 MODEL_CLASSES = {
     model_class.config_class.model_type: model_class
-    for model_class in (AutoencoderModel, VAEModel, VQVAEModel, VQGANModel, PatchDiscriminator, VQPriorForCausalLM)
+    for model_class in (
+        AutoencoderModel,
+        VAEModel,
+        VQVAEModel,
+        VQGANModel,
+        PatchDiscriminator,
+        VQPriorForCausalLM,
+        PixelCNNPriorModel,
+    )
 }
 
 __all__ = [
@@ -18,8 +28,12 @@ __all__ = [
     "AutoencoderConfig",
     "AutoencoderModel",
     "AutoencoderOutput",
+    "CodePriorMixin",
     "PatchDiscriminator",
     "PatchDiscriminatorConfig",
+    "PixelCNNPriorConfig",
+    "PixelCNNPriorModel",
+    "PixelCNNPriorOutput",
     "VAEConfig",
     "VAEModel",
     "VAEOutput",

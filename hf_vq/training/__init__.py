@@ -9,7 +9,7 @@ from ..utils.configuration_utils import check_config_keys
 from ..utils.errors import UsageError
 from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingArguments, parse_arguments
 from .encoding import encode_dataset
-from .families import FAMILIES, TRAINERS, Family
+from .families import FAMILIES, PRIOR_FAMILIES, TRAINERS, Family
 from .image_trainer import ImageTrainer
 from .prior_trainer import PriorTrainer
 from .trainer import NonFiniteLossError, Trainer
@@ -22,6 +22,8 @@ def main(family: str, argv: list[str] | None = None) -> dict:
         raise UsageError(f"unknown family {family!r}; one of {list(FAMILIES)}")
     spec = FAMILIES[family]
     parsed = parse_arguments(with_gan=spec.adversarial, argv=argv, with_prior=spec.trainer_class.uses_prior_arguments)
+    if parsed.prior is not None:  # train_prior.py trains either prior: --prior_type names the family
+        spec = FAMILIES[PRIOR_FAMILIES[parsed.prior.prior_type]]
     # A typo in the recipe's sections fails here, before the run writes anything, not as a silently ignored field.
     check_config_keys(spec.config_class, parsed.model_config, where="model:")
     check_config_keys(PatchDiscriminatorConfig, parsed.discriminator_config, where="discriminator:")

@@ -146,10 +146,17 @@ class GANArguments:
         check_float("lecam_decay", self.lecam_decay, 0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True)
 
 
+PRIOR_TYPES = ("gpt", "pixelcnn")  # --prior_type: the families `prior` and `pixelcnn_prior`
+
+
 @dataclass
 class PriorArguments:
-    """Arguments of prior training: the VQ model whose codes the prior models, and classifier-free guidance."""
+    """Arguments of prior training: which prior, the VQ model whose codes it models, and classifier-free guidance."""
 
+    prior_type: str = field(
+        default="gpt",
+        metadata={"help": "gpt (a GPT-2 over the raster-ordered codes) or pixelcnn (a gated PixelCNN over the grid)."},
+    )
     vq_model: str | None = field(
         default=None,
         metadata={"help": "Path or Hub id of the VQ model (default: the one recorded by encode_dataset.py)."},
@@ -162,6 +169,7 @@ class PriorArguments:
     sample_guidance_scale: float = field(default=1.0, metadata={"help": "Guidance scale of the validation samples."})
 
     def __post_init__(self):
+        check_choice("prior_type", self.prior_type, PRIOR_TYPES)
         check_float("class_dropout_prob", self.class_dropout_prob, 0.0, 1.0)
         if self.sample_top_k is not None:
             check_int("sample_top_k", self.sample_top_k, minimum=1)

@@ -18,6 +18,8 @@ from transformers.pytorch_utils import Conv1D
 from ..models import (
     AutoencoderConfig,
     AutoencoderModel,
+    PixelCNNPriorConfig,
+    PixelCNNPriorModel,
     VAEConfig,
     VAEModel,
     VQGANConfig,
@@ -29,7 +31,7 @@ from ..models import (
 )
 from ..utils.errors import UsageError
 from .image_trainer import ImageTrainer
-from .objectives import Objective, causal_lm_objective, image_objective, vae_objective
+from .objectives import Objective, causal_lm_objective, image_objective, pixelcnn_objective, vae_objective
 from .prior_trainer import PriorTrainer
 from .trainer import Trainer
 
@@ -104,5 +106,8 @@ FAMILIES: dict[str, Family] = {
             data="codes",
             parameter_groups=decay_linear_weights,
         ),
+        Family("pixelcnn_prior", PixelCNNPriorConfig, PixelCNNPriorModel, pixelcnn_objective, data="codes"),
     )
 }
+# `train_prior.py --prior_type` -> the prior's family.
+PRIOR_FAMILIES = {"gpt": "prior", "pixelcnn": "pixelcnn_prior"}

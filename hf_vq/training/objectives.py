@@ -82,3 +82,11 @@ def causal_lm_objective(model, batch, context: ObjectiveContext) -> tuple[LossTe
     input_ids = context.module.build_inputs(batch["indices"], batch["class_labels"], check_values=False)
     output = model(input_ids, labels=input_ids)
     return {"nll": output.loss}, output
+
+
+def pixelcnn_objective(model, batch, context: ObjectiveContext) -> tuple[LossTerms, Any]:
+    """The PixelCNN prior's cross-entropy of every code of the grid given the codes before it (`CodeStream` already
+    checked the values; class label -1: dropped, for classifier-free guidance)."""
+    codes = batch["indices"]
+    output = model(codes, class_labels=batch["class_labels"], labels=codes, check_values=False)
+    return {"nll": output.loss}, output

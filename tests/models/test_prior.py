@@ -184,6 +184,54 @@ def test_sampling_rejects_bad_arguments():
         conditional.sample_codes([0], temperature=0)
 
 
+def raster_prefix_masks(grid) -> torch.Tensor:
+    """(h*w, h, w): mask n knows the first n codes in raster order, for every n in [0, h*w)."""
+    count = grid[0] * grid[1]
+    return (torch.arange(count)[None] < torch.arange(count)[:, None]).reshape(count, *grid)
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 2.0])
+def test_completion_keeps_a_raster_prefix_of_every_length(guidance_scale):
+    grid = (3, 4)
+    model = prior(token_grid_size=grid)
+    masks = raster_prefix_masks(grid)  # one grid per prefix length 0..11, in one call (one generate() per length)
+    prompt = random_codes(len(masks), grid)
+    labels = torch.arange(len(masks)) % CLASSES
+    codes = model.sample_codes(labels, top_k=4, guidance_scale=guidance_scale, prompt=prompt, prompt_mask=masks)
+    assert codes.shape == prompt.shape and codes.min() >= 0 and codes.max() < K
+    assert torch.equal(codes[masks], prompt[masks])
+    # what is unknown is sampled: with a model pushed to code 0, the unknown codes are 0 (the prompt has few)
+    _push_logits_towards(model, [0])
+    codes = model.sample_codes(labels, prompt=prompt, prompt_mask=masks)
+    assert torch.equal(codes[masks], prompt[masks]) and (codes[~masks] == 0).all()
+
+
+def test_plain_generate_completes_a_prompt_of_every_length():
+    grid = (3, 4)
+    model = prior(token_grid_size=grid)
+    codes = random_codes(1, grid).reshape(1, -1)
+    for length in range(12):  # a fixed max_new_tokens of h*w ran past the last position (an IndexError)
+        prompt = torch.cat([model.prefix_ids(torch.tensor([1]), 1), codes[:, :length]], dim=1)
+        sequences = model.generate(prompt)
+        assert sequences.shape == (1, 13) and torch.equal(sequences[:, : 1 + length], prompt)
+    with pytest.raises(ValueError, match="leave a code to sample"):
+        model.generate(torch.cat([model.prefix_ids(None, 1), codes], dim=1))
+
+
+def test_completion_refuses_a_mask_that_is_not_a_raster_prefix():
+    model = prior(token_grid_size=(3, 4))
+    prompt, mask = random_codes(1, (3, 4)), torch.zeros(1, 3, 4, dtype=torch.bool)
+    mask[0, :, 0] = True  # the left column: not the first codes in raster order
+    with pytest.raises(ValueError, match="completes only a raster prefix .* PixelCNNPriorModel"):
+        model.sample_codes(num_samples=1, prompt=prompt, prompt_mask=mask)
+    with pytest.raises(ValueError, match="prompt_mask. must be a bool tensor"):
+        model.sample_codes(num_samples=1, prompt=prompt, prompt_mask=mask.long())
+    with pytest.raises(ValueError, match="`prompt` and `prompt_mask` go together"):
+        model.sample_codes(num_samples=1, prompt=prompt)
+    with pytest.raises(ValueError, match="got 1 prompt grids for 2 samples"):
+        model.sample_codes(num_samples=2, prompt=prompt, prompt_mask=torch.ones_like(mask))
+
+
 def test_prior_round_trips_through_auto_model_for_causal_lm(tmp_path):
     model = prior()
     model.save_pretrained(tmp_path)

@@ -167,3 +167,42 @@ def test_interpolate_script_writes_a_strip_from_a_dataset_or_from_files(tmp_path
     assert "steps" in capsys.readouterr().err
     assert exit_status(script, args) == 2
     assert "--image_a" in capsys.readouterr().err
+
+
+def saved_pixelcnn(path, **config):
+    config = (
+        dict(codebook_size=16, token_grid_size=(4, 4), num_layers=3, hidden_channels=8, output_channels=16) | config
+    )
+    hf_vq.PixelCNNPriorModel(hf_vq.PixelCNNPriorConfig(**config)).save_pretrained(path)
+    return str(path)
+
+
+def test_evaluate_reports_bits_per_dim_with_a_pixelcnn_prior_and_refuses_what_is_no_prior(tmp_path, capsys):
+    saved_vqgan(tmp_path / "vq")  # 8x8 images -> 4x4 codes
+    script = load_script("evaluate")
+    args = ["--model", str(tmp_path / "vq"), "--output_dir", str(tmp_path / "eval"), "--max_images", "4", "--quiet"]
+    prior = saved_pixelcnn(tmp_path / "pixelcnn", num_classes=10)
+    assert script.main([*args, "--prior", prior, "--label_column", "label"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert 0 < metrics["bits_per_dim"] != metrics["bits_per_dim_uniform_prior"]
+    assert exit_status(script, [*args, "--prior", str(tmp_path / "vq")]) == 2
+    assert "not a prior over codes" in capsys.readouterr().err
+
+
+def test_complete_script_writes_originals_masked_inputs_and_completions(tmp_path, capsys):
+    vq_model = saved_vqgan(tmp_path / "vq")
+    prior = hf_vq.PixelCNNPriorModel.from_pretrained(saved_pixelcnn(tmp_path / "pixelcnn", num_classes=10))
+    hf_vq.VQImageGenerationPipeline(vq_model, prior).save_pretrained(tmp_path / "pipeline")
+    script = load_script("complete")
+    output = tmp_path / "completions.png"
+    args = ["--pipeline", str(tmp_path / "pipeline"), "--dataset", "builtin:digits", "--label_column", "label",
+            "--num_images", "3", "--num_completions", "2", "--output", str(output)]  # fmt: skip
+    for mask in ("top", "center", "random", "first:5"):
+        assert script.main([*args, "--mask", mask]) == 0
+        assert Image.open(output).size == (3 * 66 + 2, 4 * 66 + 2)  # originals, masked, 2 rows of completions
+    assert exit_status(script, [*args, "--mask", "diagonal"]) == 2
+    assert "--mask must be one of" in capsys.readouterr().err
+    assert exit_status(script, [*args, "--mask", "first:17"]) == 2
+    assert "first:N needs 0 <= N <= 16" in capsys.readouterr().err
+    assert exit_status(script, args[:4]) == 2  # no --label_column for a class-conditional prior
+    assert "--label_column" in capsys.readouterr().err

@@ -9,11 +9,12 @@ import yaml
 from accelerate.state import AcceleratorState
 from datasets import Dataset, load_from_disk
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModel, AutoModelForCausalLM
 
 import hf_vq
 from hf_vq.data import CodeStream, load_eval_images
 from hf_vq.training import FAMILIES, PriorTrainer, encode_dataset, main, parse_arguments
+from hf_vq.training.publishing import render_run_card
 
 from ..conftest import ROOT, finished, launch, load_script
 
@@ -22,6 +23,7 @@ TINY_VQGAN = dict(
     latent_channels=8, vq_embed_dim=4, num_vq_embeddings=16, sample_size=8,
 )  # fmt: skip
 TINY_PRIOR = dict(n_layer=1, n_head=2, n_embd=16)
+TINY_PIXELCNN = dict(num_layers=3, hidden_channels=8, output_channels=16)
 
 
 @pytest.fixture(autouse=True)
@@ -184,11 +186,31 @@ def test_train_prior_without_labels_gives_an_unconditional_prior(codes_dir, tmp_
 
 
 @pytest.mark.slow
-def test_train_prior_resumes_exactly(codes_dir, tmp_path):
-    straight, _ = train_prior(tmp_path, codes_dir, "straight")
-    resumed, _ = train_prior(tmp_path, codes_dir, "resumed", max_train_steps=2)
+def test_train_prior_type_pixelcnn_trains_the_gated_pixelcnn_on_the_same_loop(codes_dir, vq_model_dir, tmp_path):
+    output_dir, metrics = train_prior(tmp_path, codes_dir, "pixelcnn", prior_type="pixelcnn", model=TINY_PIXELCNN)
+    prior = AutoModel.from_pretrained(output_dir / "model")
+    assert isinstance(prior, hf_vq.PixelCNNPriorModel)
+    assert prior.config.codebook_size == 16 and prior.config.token_grid_size == (4, 4)
+    assert prior.config.num_classes == 10 and prior.config.vq_model_name_or_path == str(vq_model_dir.resolve())
+    assert metrics["step"] == 4 and 0 < metrics["eval_nll_per_code"] < 2 * torch.log(torch.tensor(16.0)).item()
+    arguments = json.loads((output_dir / "training_args.json").read_text())
+    assert arguments["family"] == "pixelcnn_prior" and arguments["prior"]["prior_type"] == "pixelcnn"
+    pipe = hf_vq.VQImageGenerationPipeline.from_pretrained(output_dir / "pipeline")
+    assert isinstance(pipe.prior, hf_vq.PixelCNNPriorModel)
+    assert len(pipe(class_labels=[3], num_images=2, guidance_scale=2.0, seed=0)) == 2
+    card = render_run_card(output_dir, repo_id="org/pixelcnn-digits")
+    assert "gated PixelCNN prior" in str(card) and "AutoModel.from_pretrained" in str(card)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prior_type", ["gpt", "pixelcnn"])
+def test_train_prior_resumes_exactly(codes_dir, tmp_path, prior_type):
+    model = {"model": TINY_PIXELCNN} if prior_type == "pixelcnn" else {}
+    straight, _ = train_prior(tmp_path, codes_dir, "straight", prior_type=prior_type, **model)
+    resumed, _ = train_prior(tmp_path, codes_dir, "resumed", max_train_steps=2, prior_type=prior_type, **model)
     AcceleratorState._reset_state(reset_partial_state=True)
-    train_prior(tmp_path, codes_dir, "resumed", "--resume_from_checkpoint", "latest", max_train_steps=4)
+    train_prior(tmp_path, codes_dir, "resumed", "--resume_from_checkpoint", "latest", max_train_steps=4,
+                prior_type=prior_type, **model)  # fmt: skip
     a = load_file(straight / "model" / "model.safetensors")
     b = load_file(resumed / "model" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -205,6 +227,7 @@ def test_train_prior_resumes_exactly(codes_dir, tmp_path):
         ({"label_column": "digit"}, "`label_column` 'digit' is not a column"),
         ({"label_column": None, "model": {**TINY_PRIOR, "num_classes": 10}}, "label_column"),
         ({"class_dropout_prob": 1.5}, "class_dropout_prob"),
+        ({"prior_type": "transformer"}, "prior_type"),
         ({"resolution": 7}, "`resolution` \\(7\\) must be divisible by the model's downsampling factor 2"),
     ],
 )

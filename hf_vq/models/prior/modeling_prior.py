@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from ...utils.configuration_utils import latent_side
 from ...utils.errors import UsageError
+from ..modeling_code_prior import ClassLabels, CodePriorMixin, check_sampling_arguments, guided_log_probs
 from ..modeling_utils import HubMixin
 from .configuration_prior import VQPriorConfig
 
@@ -38,8 +36,8 @@ class PairedGuidanceSampler(LogitsProcessor):
 
     def guided_log_probs(self, scores: torch.Tensor) -> torch.Tensor:
         """(2B, V) scores -> (B, K) guided, unnormalized log-probabilities of the codes."""
-        conditional, unconditional = F.log_softmax(scores[:, : self.num_codes].float(), dim=-1).chunk(2)
-        return unconditional + self.guidance_scale * (conditional - unconditional)
+        conditional, unconditional = scores[:, : self.num_codes].chunk(2)
+        return guided_log_probs(conditional, unconditional, self.guidance_scale)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         guided = self.guided_log_probs(scores)
@@ -50,14 +48,15 @@ class PairedGuidanceSampler(LogitsProcessor):
         return chosen.scatter_(1, codes.repeat(2, 1), 0.0)
 
 
-class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
+class VQPriorForCausalLM(HubMixin, CodePriorMixin, GPT2LMHeadModel):
     """GPT-2 over `[prefix, code_1, ..., code_hw]`: the prefix is the class token, or BOS for unconditional
     sequences (and for the unconditional half of classifier-free guidance).
 
     `forward` is GPT-2's (pass `labels=input_ids` for the next-token loss; the prefix is never a target). The
     generation config is set up so that a plain `model.generate(prefix)` samples one image's codes: exactly
-    `height * width` new tokens, with every class, BOS and pad token suppressed. `sample_codes` wraps that with
-    class labels, top-k / top-p, temperature and classifier-free guidance.
+    `height * width` new tokens, with every class, BOS and pad token suppressed; given a prompt of a prefix and
+    the first n codes, it samples the remaining `height * width - n`. `sample_codes` wraps that with class labels,
+    top-k / top-p, temperature, classifier-free guidance and completion of grids.
     """
 
     config_class = VQPriorConfig
@@ -74,44 +73,23 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
         generation.do_sample = True
         generation.top_k = 0  # no filtering unless asked (transformers would default to top-k 50)
 
-    def check_vq_model(self, vq_model, resolution: int | None = None) -> None:
-        """Raise a `UsageError` unless `vq_model` (a VQ autoencoder) has this prior's codebook size and makes this
-        prior's token grid from `resolution`-pixel images (default: its `sample_size`)."""
-        size = getattr(vq_model.config, "num_vq_embeddings", None)
-        if size is None:
-            raise UsageError(f"{type(vq_model).__name__} is not a VQ model (its config has no num_vq_embeddings)")
-        if size != self.config.codebook_size:
-            raise UsageError(
-                f"the prior models {self.config.codebook_size} codes (config.codebook_size) but the VQ model has "
-                f"{size} (config.num_vq_embeddings): they were not trained together"
-            )
-        resolution = resolution or vq_model.config.sample_size
-        side = latent_side(vq_model.config, resolution)
-        if tuple(self.config.token_grid_size) != (side, side):
-            height, width = self.config.token_grid_size
-            raise UsageError(
-                f"the prior models {height}x{width} code grids (config.token_grid_size) but the VQ model encodes "
-                f"{resolution}x{resolution} images into {side}x{side} grids: they were not trained together"
-            )
+    def generate(self, inputs: torch.Tensor | None = None, *args, **kwargs):
+        """transformers' `generate()`; unless `max_new_tokens` or `max_length` is given, it samples exactly the codes
+        that complete the grid after the prompt `[prefix, first n codes]` (a fixed `height * width` would run past
+        the last position of a longer prompt)."""
+        prompt = inputs if inputs is not None else kwargs.get("input_ids")
+        if prompt is not None and "max_new_tokens" not in kwargs and "max_length" not in kwargs:
+            remaining = self.config.sequence_length - prompt.shape[-1]
+            if remaining < 1:
+                raise UsageError(
+                    f"the prompt has {prompt.shape[-1]} tokens, but a prefix and at most "
+                    f"{self.config.num_image_tokens - 1} of the {self.config.num_image_tokens} codes of a grid leave "
+                    "a code to sample"
+                )
+            kwargs["max_new_tokens"] = kwargs["min_new_tokens"] = remaining
+        return super().generate(inputs, *args, **kwargs)
 
     # ----- inputs -----
-
-    def check_class_labels(
-        self, class_labels: torch.Tensor | Sequence[int] | int | None, allow_null: bool = False
-    ) -> torch.Tensor | None:
-        """Class labels as a (B,) int64 tensor, checked against the config; None stays None. With `allow_null`, -1
-        stands for "no class" (BOS prefix), as in sequences whose class was dropped for guidance."""
-        if class_labels is None:
-            return None
-        labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
-        if not self.config.is_class_conditional:
-            raise UsageError("this prior is unconditional (num_classes = 0): it takes no class labels")
-        bad = (labels < (-1 if allow_null else 0)) | (labels >= self.config.num_classes)
-        if bad.any():
-            raise UsageError(
-                f"class labels must be in [0, {self.config.num_classes}), got {labels[bad].unique().tolist()}"
-            )
-        return labels
 
     def prefix_ids(self, class_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """The prefix tokens (B, 1): class tokens, or BOS where `class_labels` is None or -1 (dropped class)."""
@@ -148,9 +126,7 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
     # ----- likelihood -----
 
     @torch.no_grad()
-    def log_prob_codes(
-        self, indices: torch.Tensor, class_labels: torch.Tensor | Sequence[int] | None = None
-    ) -> torch.Tensor:
+    def log_prob_codes(self, indices: torch.Tensor, class_labels: ClassLabels = None) -> torch.Tensor:
         """log p(codes | class) of each sequence in nats (B,), normalized over the code tokens only (the prior
         never samples anything else)."""
         input_ids = self.build_inputs(indices, class_labels)
@@ -163,41 +139,65 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
     @torch.no_grad()
     def sample_codes(
         self,
-        class_labels: torch.Tensor | Sequence[int] | int | None = None,
+        class_labels: ClassLabels = None,
         num_samples: int = 1,
         top_k: int | None = None,
         top_p: float | None = None,
         temperature: float = 1.0,
         guidance_scale: float = 1.0,
+        prompt: torch.Tensor | None = None,
+        prompt_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample code grids (B, h, w) with `generate()` and its KV cache.
 
         With `class_labels`, `num_samples` grids per label (label by label); without, `num_samples` unconditional
         ones. `guidance_scale` s != 1 samples from `log p(x|c) + (s - 1) (log p(x|c) - log p(x))` (classifier-free
         guidance, the unconditional stream prefixed by BOS, see `PairedGuidanceSampler`); it needs class labels.
+        `prompt` (B, h, w) with `prompt_mask` (B, h, w) completes grids: the mask must be a raster prefix in each
+        grid (the first codes, row by row; its length may differ between grids), which is given to `generate()` as
+        the start of the sequence, and the rest is sampled.
         """
-        if num_samples < 1:
-            raise UsageError(f"`num_samples` must be >= 1, got {num_samples}")
-        if temperature <= 0:
-            raise UsageError(f"`temperature` must be > 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise UsageError(f"`top_k` must be >= 1 (or None for no top-k filtering), got {top_k}")
-        if top_p is not None and not 0 < top_p <= 1:
-            raise UsageError(f"`top_p` must be in (0, 1] (or None), got {top_p}")
         labels = self.check_class_labels(class_labels)
-        if guidance_scale != 1.0 and labels is None:
-            raise UsageError(
-                "`guidance_scale` != 1 needs class labels: classifier-free guidance contrasts the class-conditional "
-                "and the unconditional prediction"
-                + ("" if self.config.is_class_conditional else ", and this prior is unconditional (num_classes = 0)")
-            )
+        check_sampling_arguments(num_samples, temperature, top_k, top_p, guidance_scale, labels is not None)
         if labels is not None:
             labels = labels.repeat_interleave(num_samples)
         batch_size = num_samples if labels is None else len(labels)
+        checked = self.check_prompt(prompt, prompt_mask, batch_size)
+        height, width = self.config.token_grid_size
+        if checked is None:
+            return self._sample_prefix(labels, batch_size, None, top_k, top_p, temperature, guidance_scale)
+        prompt, mask = checked
+        known = mask.reshape(batch_size, -1).sum(dim=1).tolist()  # each grid's prefix length
+        codes = prompt.reshape(batch_size, -1).to(self.device)
+        for length in sorted(set(known)):  # one generate() per prefix length: no padding inside a sequence
+            rows = torch.tensor([i for i, n in enumerate(known) if n == length], device=self.device)
+            group_labels = None if labels is None else labels[rows.cpu()]
+            codes[rows] = self._sample_prefix(group_labels, len(rows), codes[rows, :length], top_k, top_p,
+                                              temperature, guidance_scale).reshape(len(rows), -1)  # fmt: skip
+        return codes.reshape(batch_size, height, width)
+
+    def _sample_prefix(
+        self,
+        labels: torch.Tensor | None,
+        batch_size: int,
+        known: torch.Tensor | None,
+        top_k: int | None,
+        top_p: float | None,
+        temperature: float,
+        guidance_scale: float,
+    ) -> torch.Tensor:
+        """(B, h, w) grids whose first codes are `known` (B, n) (None: n = 0) and whose other codes are sampled."""
         prefix = self.prefix_ids(labels, batch_size)
+        if known is not None:
+            prefix = torch.cat([prefix, known.to(prefix.device)], dim=1)
+        new_tokens = self.config.num_image_tokens + 1 - prefix.shape[1]
+        height, width = self.config.token_grid_size
+        if new_tokens == 0:  # every code known
+            return prefix[:, 1:].reshape(batch_size, height, width)
         if guidance_scale != 1.0:
             # Conditional and unconditional (BOS) sequences in one batch; the sampler draws and keeps them paired.
-            prefix = torch.cat([prefix, self.prefix_ids(None, batch_size)])
+            unconditional = self.prefix_ids(None, batch_size)
+            prefix = torch.cat([prefix, torch.cat([unconditional, prefix[:, 1:]], dim=1)])
             sampler = PairedGuidanceSampler(guidance_scale, self.config.codebook_size, temperature, top_k, top_p)
             options = {"do_sample": False, "logits_processor": LogitsProcessorList([sampler])}
         else:
@@ -206,9 +206,9 @@ class VQPriorForCausalLM(HubMixin, GPT2LMHeadModel):
         sequences = self.generate(
             prefix,
             attention_mask=torch.ones_like(prefix),
-            max_new_tokens=self.config.num_image_tokens,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
             use_cache=True,
             **options,
         )[:batch_size]
-        height, width = self.config.token_grid_size
         return sequences[:, 1:].reshape(batch_size, height, width)
