@@ -1,5 +1,5 @@
-"""hf_vq: autoencoders for images (AE, VAE, VQ-VAE, VQ-GAN) and their priors (GPT, PixelCNN), as native Hugging Face
-models.
+"""hf_vq: autoencoders for images (AE, VAE, VQ-VAE, VQ-GAN) and their priors (GPT, PixelCNN), and a recurrent
+sequence VAE (MusicVAE), as native Hugging Face models.
 
 Importing the package registers every config and model with transformers' Auto classes.
 """
@@ -17,6 +17,9 @@ from .models import (
     PixelCNNPriorConfig,
     PixelCNNPriorModel,
     PixelCNNPriorOutput,
+    SequenceVAEConfig,
+    SequenceVAEModel,
+    SequenceVAEOutput,
     VAEConfig,
     VAEModel,
     VAEOutput,
@@ -56,6 +59,9 @@ __all__ = [
     "PixelCNNPriorModel",
     "PixelCNNPriorOutput",
     "QuantizerOutput",
+    "SequenceVAEConfig",
+    "SequenceVAEModel",
+    "SequenceVAEOutput",
     "UsageError",
     "VAEConfig",
     "VAEModel",

@@ -1,14 +1,31 @@
-"""Latent-space tools: lerp / slerp against their definitions, interpolation between images for each family, and
-attribute vectors."""
+"""Latent-space tools: lerp / slerp against their definitions, interpolation between images for each family and
+between melodies through the sequence VAE, attribute vectors (from groups, or from an attribute function), and how
+far a trained model's note-density vector moves the decoded density."""
 
+import json
 import math
+import re
 
 import pytest
 import torch
 from torch import nn
 
 import hf_vq
-from hf_vq.latents import apply_attribute, attribute_vector, encode_latents, interpolate, lerp, slerp
+from hf_vq.latents import (
+    AttributeShift,
+    apply_attribute,
+    attribute_groups,
+    attribute_shift,
+    attribute_vector,
+    attribute_vector_by,
+    decode_latents,
+    encode_latents,
+    interpolate,
+    lerp,
+    slerp,
+)
+from hf_vq.music import NO_EVENT, VOCAB_SIZE, mean_pitch, note_density, pitch_to_token
+from hf_vq.utils.errors import UsageError
 
 from .conftest import vqgan
 
@@ -149,3 +166,158 @@ def test_interpolate_refuses_bad_steps_methods_and_images_of_different_sizes():
     with pytest.raises(ValueError, match="one image at each end"):
         interpolate(model, images(2), images(1))
     assert math.isfinite(interpolate(model, images(1)[0], images(1, seed=1)[0], steps=2).sum().item())
+
+
+# ----- sequence models: the same functions over token sequences -----
+
+# A tiny untrained sequence VAE over the melody vocabulary: 2 bars of 4 steps.
+TINY_SEQUENCE_VAE = dict(vocab_size=VOCAB_SIZE, decoder_type="flat", bar_length=4, num_bars=2, encoder_hidden_size=16,
+                         decoder_hidden_size=16, decoder_num_layers=1, latent_size=4, free_bits=0.0)  # fmt: skip
+
+
+def sequence_vae(**overrides) -> hf_vq.SequenceVAEModel:
+    torch.manual_seed(0)
+    return hf_vq.SequenceVAEModel(hf_vq.SequenceVAEConfig(**{**TINY_SEQUENCE_VAE, **overrides})).eval()
+
+
+def random_melodies(n: int, length: int = 8, seed: int = 0) -> torch.Tensor:
+    """(n, length) tokens: a note-on, a hold or a note-off at each step."""
+    return torch.randint(0, VOCAB_SIZE, (n, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_interpolating_a_sequence_vae_ends_at_the_greedy_reconstructions_of_both_melodies():
+    model = sequence_vae()
+    melodies = random_melodies(2, seed=1)
+    strip = interpolate(model, melodies[0], melodies[1], steps=5)
+    assert strip.shape == (5, 8) and strip.dtype == torch.long
+    assert strip.min() >= 0 and strip.max() < VOCAB_SIZE
+    assert torch.equal(strip[0], model.reconstruct(melodies[:1])[0])
+    assert torch.equal(strip[-1], model.reconstruct(melodies[1:])[0])
+    # The middle points decode the slerp path between the posterior means, greedily.
+    means = model.encode(melodies).mean
+    assert torch.equal(encode_latents(model, melodies), means)
+    expected = model.decode(slerp(means[0], means[1], torch.linspace(0, 1, 5)), temperature=0.0)
+    assert torch.equal(strip, expected)
+    # Drawn at a temperature, the same generator gives the same tokens.
+    drawn = [interpolate(model, melodies[0], melodies[1], steps=5, temperature=1.0,
+                         generator=torch.Generator().manual_seed(3)) for _ in range(2)]  # fmt: skip
+    assert torch.equal(drawn[0], drawn[1])
+
+
+def test_a_sequence_attribute_vector_is_the_difference_of_the_groups_posterior_means():
+    model = sequence_vae()
+    with_, without = random_melodies(5, seed=2), random_melodies(3, length=12, seed=3)  # lengths may differ
+    vector = attribute_vector(model, with_, without, batch_size=2)
+    by_hand = model.encode(with_).mean.double().mean(0) - model.encode(without).mean.double().mean(0)
+    assert vector.shape == (4,)
+    assert torch.allclose(vector, by_hand.float(), atol=1e-6)
+    edited = apply_attribute(model, with_, vector, scale=1.5)
+    assert torch.equal(edited, model.decode(model.encode(with_).mean + 1.5 * vector, length=8, temperature=0.0))
+
+
+def one_note_melodies(pitches: list[int | None], length: int = 8) -> torch.Tensor:
+    """One melody a pitch: that note on the first step, then holds (None: silence throughout)."""
+    melodies = torch.full((len(pitches), length), NO_EVENT)
+    for i, pitch in enumerate(pitches):
+        if pitch is not None:
+            melodies[i, 0] = pitch_to_token(pitch)
+    return melodies
+
+
+def test_attribute_groups_take_the_top_and_bottom_quartiles_of_the_defined_values():
+    # mean pitch of 9 melodies, one without notes (undefined, left out): 8 defined -> quartiles of 2
+    pitches = [64, 60, None, 72, 67, 62, 71, 65, 69]
+    melodies = one_note_melodies(pitches)
+    groups = attribute_groups(melodies, mean_pitch)
+    assert groups.values[2].isnan() and groups.values[0].item() == 64
+    assert groups.bottom.tolist() == [1, 5]  # 60, 62
+    assert groups.top.tolist() == [6, 3]  # 71, 72
+    assert attribute_groups(melodies, mean_pitch, fraction=0.5).top.tolist() == [4, 8, 6, 3]
+    model = sequence_vae()
+    vector = attribute_vector_by(model, melodies, mean_pitch)
+    assert torch.allclose(vector, attribute_vector(model, melodies[[6, 3]], melodies[[1, 5]]), atol=1e-6)
+
+
+def test_attribute_shift_measures_every_scale_and_zero_is_the_reconstructions():
+    model = sequence_vae()
+    melodies = random_melodies(6, seed=4)
+    vector = torch.randn(4, generator=torch.Generator().manual_seed(5))
+    shift = attribute_shift(model, melodies, vector, note_density, scales=(2, -1), batch_size=4)
+    assert isinstance(shift, AttributeShift) and shift.count == 6
+    assert list(shift.means) == [-1.0, 0.0, 2.0]  # scale 0 always measured, in order
+    density = lambda tokens: sum(note_density(t) for t in tokens) / len(tokens)  # noqa: E731
+    assert shift.original == pytest.approx(density(melodies))
+    assert shift.reconstruction == pytest.approx(density(model.reconstruct(melodies)))
+    moved = model.decode(model.encode(melodies).mean + 2 * vector, length=8, temperature=0.0)
+    assert shift.means[2.0] == pytest.approx(density(moved))
+    assert shift.undefined == {-1.0: 0, 0.0: 0, 2.0: 0}
+    # An attribute undefined everywhere: the means are NaN, counted, and null in JSON.
+    silent = attribute_shift(model, one_note_melodies([None] * 3), vector, lambda tokens: math.nan, scales=[1])
+    assert math.isnan(silent.reconstruction) and silent.undefined == {0.0: 3, 1.0: 3}
+    assert json.loads(json.dumps(silent.to_dict())) == {
+        "count": 3, "original": None, "means": {"0": None, "1": None}, "undefined": {"0": 3, "1": 3}
+    }  # fmt: skip
+
+
+def test_sequence_latent_tools_name_what_is_wrong_in_one_line():
+    model, melodies = sequence_vae(), random_melodies(2)
+    cases = [
+        (lambda: encode_latents(model, melodies.float()), "takes integer token ids (T,) or (B, T), got a torch.float"),
+        (lambda: encode_latents(model, melodies[None]), "expected a token sequence (T,) or sequences (B, T), got"),
+        (lambda: encode_latents(model, melodies.tolist()), "expected a tensor, got list"),
+        (lambda: interpolate(model, melodies[0], random_melodies(1, 12)[0]), "different lengths: (8,) and (12,)"),
+        (lambda: interpolate(model, melodies, melodies[0]), "one sequence at each end, got 2 and 1"),
+        (lambda: apply_attribute(model, melodies, torch.zeros(3)), "vector has shape (3,), the inputs' latents (4,)"),
+        (lambda: attribute_groups(melodies, note_density), "2 of 2 inputs have a defined attribute; fraction 0.25"),
+        (lambda: attribute_groups(one_note_melodies([60] * 4), mean_pitch), "the attribute is 60 for every input"),
+        (lambda: attribute_groups(melodies, note_density, fraction=0.6), "`fraction` must be <= 0.5"),
+        (lambda: attribute_shift(model, melodies, torch.zeros(4), note_density, scales=[]), "`scales` must be"),
+        (lambda: encode_latents(IdentityAutoencoder(), melodies), "takes float images in [-1, 1], got a torch.int64"),
+        (lambda: decode_latents(IdentityAutoencoder(), images(1), temperature=1.0), "are for sequence models"),
+    ]  # fmt: skip
+    for call, message in cases:
+        with pytest.raises(UsageError, match=re.escape(message)) as error:
+            call()
+        assert "\n" not in str(error.value)
+
+
+# ----- a real measurement: MusicVAE's note-density vector on a tiny trained model -----
+
+
+def density_melodies(n: int, seed: int, length: int = 16) -> torch.Tensor:
+    """(n, length) melodies whose note density varies strongly: a note every 1, 2, 4 or 8 steps (one of four,
+    at random), of random pitches of the C major scale, held until the next."""
+    generator = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([60, 62, 64, 65, 67, 69, 71, 72])
+    melodies = torch.full((n, length), NO_EVENT)
+    for i in range(n):
+        every = (1, 2, 4, 8)[torch.randint(0, 4, (), generator=generator)]
+        for step in range(0, length, every):
+            melodies[i, step] = pitch_to_token(int(scale[torch.randint(0, 8, (), generator=generator)]))
+    return melodies
+
+
+def test_adding_the_note_density_vector_of_a_trained_model_moves_the_decoded_density():
+    torch.manual_seed(0)
+    config = hf_vq.SequenceVAEConfig(vocab_size=VOCAB_SIZE, decoder_type="flat", bar_length=8, num_bars=2,
+                                     encoder_hidden_size=32, decoder_hidden_size=32, decoder_num_layers=1,
+                                     latent_size=8, free_bits=0.0, max_beta=0.1)  # fmt: skip
+    model = hf_vq.SequenceVAEModel(config)
+    train = density_melodies(512, seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(400):
+        batch = train[torch.randint(0, len(train), (64,), generator=generator)]
+        loss = model(batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    vector = attribute_vector_by(model, train, note_density)
+    held_out = density_melodies(64, seed=5)
+    shift = attribute_shift(model, held_out, vector, note_density, scales=(-2, -1, 0, 1, 2))
+    means = shift.means
+    assert abs(shift.reconstruction - shift.original) < 0.1  # the model reconstructs the density
+    assert means[-2.0] < means[0.0] < means[2.0]
+    assert means[-1.0] < means[0.0] < means[1.0]
+    assert means[2.0] - means[-2.0] > 0.5  # a density goes from 1/8 to 1

@@ -5,10 +5,12 @@
 - `builtin:photos`: the color photographs bundled with scikit-image and scikit-learn at full size, whole photographs
   held out for `test`. Train on random crops of them (`ImageStream(..., random_crop=True, repeat=True)`, see
   `stream_defaults`); evaluate on `evaluation.photo_eval_crops`.
+- `builtin:folk-melodies`: the monophonic folk tunes of music21's bundled corpus (Essen, O'Neill's 1850, Ryan's
+  Mammoth) as MusicVAE melody tokens, split by tune (`hf_vq.data.melodies`). Built once (minutes) and saved under
+  the datasets cache; train on `SequenceStream` windows, evaluate on `melodies.melody_windows`.
 
 Adding a builtin is one loader function returning a `DatasetDict` of its splits plus one entry in
 `BUILTIN_DATASETS`; `load_builtin` and every source argument (`load_image_dataset("builtin:<name>")`) then know it.
-The next one is `builtin:folk-melodies`, the monophonic tunes of music21's bundled corpus for the sequence VAE.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PIL import Image as PILImage
 
 from ..utils.errors import UsageError
 from ..utils.paths import BUILTIN_PREFIX
+from .melodies import load_folk_melodies
 
 DIGITS_TEST_SIZE = 360  # 20% of the 1,797 digits, stratified by label
 SPLIT_SEED = 0
@@ -101,7 +104,11 @@ def _load_photos() -> DatasetDict:
 
 
 # name (without the prefix) -> a loader building every split, in memory
-BUILTIN_DATASETS: dict[str, Callable[[], DatasetDict]] = {"digits": _load_digits, "photos": _load_photos}
+BUILTIN_DATASETS: dict[str, Callable[[], DatasetDict]] = {
+    "digits": _load_digits,
+    "photos": _load_photos,
+    "folk-melodies": load_folk_melodies,  # cached on disk after the first build
+}
 
 
 def is_builtin(source: str) -> bool:

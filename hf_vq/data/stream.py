@@ -1,11 +1,11 @@
 """The sharded, shuffled, resumable record streams: a `datasets` dataset as a torch `IterableDataset`.
 
 `ImageStream` turns an image dataset into `{"pixel_values": (C, H, W) in [-1, 1]}` (plus `"labels"`), `CodeStream` a
-dataset of code indices into prior training samples; both are `RecordStream`s: streamed, shuffled, sharded per
-process, each record turned into a sample on the fly. Records that cannot be used (undecodable bytes, images smaller
-than `min_size`, missing values) are skipped, counted in `skip_counts` and logged (logger `hf_vq.data.stream`, under
-`hf_vq.data`); a stream whose first `max_bad_records` records are all bad, or with nothing usable at all, raises a
-`ValueError` naming the column and the first bad record.
+dataset of code indices into prior training samples, `SequenceStream` melody tunes into windows of bars of tokens;
+all are `RecordStream`s: streamed, shuffled, sharded per process, each record turned into a sample on the fly.
+Records that cannot be used (undecodable bytes, images smaller than `min_size`, missing values) are skipped, counted
+in `skip_counts` and logged (logger `hf_vq.data.stream`, under `hf_vq.data`); a stream whose first `max_bad_records`
+records are all bad, or with nothing usable at all, raises a `ValueError` naming the column and the first bad record.
 
 Multi-process training (Accelerate): build one stream per process with `rank=accelerator.process_index` and
 `world_size=accelerator.num_processes`. The stream shards itself with `datasets.distributed.split_dataset_by_node`,
@@ -36,8 +36,10 @@ from datasets import Dataset, IterableDataset
 from datasets.distributed import split_dataset_by_node
 from PIL import Image as PILImage
 
+from ..music.encoding import NUM_SPECIAL_TOKENS, VOCAB_SIZE
 from ..utils.errors import UsageError
 from .images import ImageDecoder, augmented_pixels, undecoded_image_column
+from .melodies import cut_melody_windows
 from .sources import check_columns
 
 logger = logging.getLogger(__name__)
@@ -475,3 +477,81 @@ def image_dataloader(stream: RecordStream, batch_size: int, drop_last: bool = Tr
     return torch.utils.data.DataLoader(
         stream, batch_size=batch_size, drop_last=drop_last, num_workers=0, generator=generator
     )
+
+
+class SequenceStream(RecordStream):
+    """Windows of melody tunes (rows of token sequences, as `builtin:folk-melodies`) as a stream of training samples.
+
+    Each tune is cut into windows of `num_bars * bar_length` steps starting every bar (hop `bar_length`) from its
+    first step; windows without a note-on are dropped and, with `dedupe`, repeats of an earlier window of the same
+    tune (`hf_vq.data.melodies.tune_windows`). With `match_meter`, only tunes whose `bar_column` is `bar_length` are
+    cut (MusicVAE keeps only 16-step bars); the others are counted in `window_stats`. Each window yields
+    `{"input_ids": (num_bars * bar_length,) int64}`, transposed with `transpose` > 0 by a whole number of semitones
+    drawn uniformly among those in [-transpose, transpose] that keep every note in the vocabulary's range (the draw
+    is per window and survives a resume).
+
+    The windows are cut once, here, in memory (melody corpora are small: the whole folk corpus is a few MB of
+    windows), the same on every process, and put in an order drawn from `seed` so that the block shuffle mixes
+    tunes. Shuffling, sharding and resuming: see `RecordStream`.
+
+    Args:
+        dataset: a `datasets.Dataset` or `IterableDataset` of tunes.
+        num_bars: bars per window (MusicVAE: 2 or 16).
+        bar_length: steps per bar and the hop between windows (16: a 4/4 bar at 4 steps per quarter).
+        transpose: largest random transposition in semitones (MusicVAE's 2-bar configs: 5); 0 for none.
+        dedupe: drop repeats of a window within a tune.
+        match_meter: cut only the tunes whose `bar_column` equals `bar_length`.
+        tokens_column: column of token lists; bar_column: column of bar lengths in steps (read with `match_meter`).
+        shuffle_buffer, seed, rank, world_size, repeat: as for `RecordStream`.
+    """
+
+    _noun = "melody window"
+
+    def __init__(
+        self,
+        dataset: Dataset | IterableDataset,
+        num_bars: int = 2,
+        bar_length: int = 16,
+        transpose: int = 0,
+        dedupe: bool = True,
+        match_meter: bool = True,
+        tokens_column: str = "tokens",
+        bar_column: str = "steps_per_bar",
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        repeat: bool = False,
+    ):
+        if transpose < 0:
+            raise UsageError(f"`transpose` must be >= 0 semitones, got {transpose}")
+        if seed < 0:
+            raise UsageError(f"`seed` must be >= 0, got {seed}")
+        self.num_bars, self.bar_length, self.transpose = num_bars, bar_length, transpose
+        self.tokens_column = tokens_column
+        windows, self.window_stats = cut_melody_windows(
+            dataset, num_bars, bar_length, match_meter, dedupe, tokens_column, bar_column
+        )
+        if len(windows) == 0:
+            raise UsageError(
+                f"no window of {num_bars} bars of {bar_length} steps with a note in column {tokens_column!r} "
+                f"({self.window_stats}); use shorter windows" + (" or match_meter=False" if match_meter else "")
+            )
+        # Windows of one tune are neighbours: a fixed order drawn from the seed spreads them over the whole stream.
+        # The stream's records are indices into the windows, which stay here as one (N, T) int8 array.
+        self.windows = windows[np.random.default_rng([_SHUFFLE_STREAM, seed]).permutation(len(windows))]
+        records = Dataset.from_dict({"window": np.arange(len(windows))})
+        super().__init__(records, shuffle_buffer, seed, rank, world_size, repeat)
+
+    @property
+    def _column(self) -> str:
+        return f"column {self.tokens_column!r}"
+
+    def _sample(self, record: dict, position: int) -> dict[str, Any] | None:
+        tokens = self.windows[record["window"]].astype(np.int64)  # (T,)
+        if self.transpose:
+            notes = tokens >= NUM_SPECIAL_TOKENS
+            low = max(-self.transpose, NUM_SPECIAL_TOKENS - int(tokens[notes].min()))
+            high = min(self.transpose, VOCAB_SIZE - 1 - int(tokens[notes].max()))
+            tokens[notes] += int(self._record_rng(position).integers(low, high + 1))
+        return {"input_ids": torch.from_numpy(tokens)}

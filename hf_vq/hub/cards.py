@@ -58,8 +58,12 @@ FAMILY_CARDS = {
         "pixelcnn_prior", ["vq-prior", "pixelcnn", "image-generation"], GENERATION,
         (GENERATION, "Image code modelling"), "PixelCNNPriorModel",
     ),
+    # No Hub task fits a model of music tokens that is no text model: `other`.
+    "hf_vq_sequence_vae": FamilyCard(
+        "sequence_vae", ["sequence-vae", "music-vae", "music"], "other", ("other", "Melody reconstruction"),
+        "SequenceVAEModel",
+    ),
 }  # fmt: skip
-PRIOR_MODEL_TYPES = ("hf_vq_prior", "hf_vq_pixelcnn_prior")  # cards of models over codes, not images
 # Metrics (without their `eval_` prefix) that go into `model-index`: metric type and readable name.
 INDEXED_METRICS = {
     "psnr": ("psnr", "PSNR (dB)"),
@@ -72,6 +76,9 @@ INDEXED_METRICS = {
     "fid": ("fid", "FID"),
     "nll_per_code": ("nll", "NLL per code (nats)"),
     "sample_class_accuracy": ("accuracy", "Class accuracy of samples"),
+    "accuracy": ("accuracy", "Token accuracy (teacher forced)"),
+    "sampled_accuracy": ("accuracy", "Token accuracy (sampled, from the posterior mean)"),
+    "elbo": ("elbo", "ELBO (nats per sequence)"),
 }
 # Records of the run in metrics.json that describe training, not the model's quality.
 TRAINING_RECORDS = (
@@ -218,7 +225,7 @@ def render_model_card(
         raise UsageError(f"no model card template for model_type {config.model_type!r} ({sorted(FAMILY_CARDS)})")
     body, tags, pipeline_tag, task = FAMILY_CARDS[config.model_type][:4]
     values: dict[str, Any] = {}
-    if config.model_type not in PRIOR_MODEL_TYPES:
+    if task == RECONSTRUCTION:  # image autoencoders
         values = {
             "resolution": config.sample_size,
             "latent_size": latent_side(config),

@@ -23,9 +23,9 @@ from .reconstruction import (
     ssim,
 )
 from .report import evaluation_report
+from .sequence import sequence_metrics
 
 __all__ = [
-    "ImageSet",
     "active_units",
     "bits_per_dim",
     "code_histogram",
@@ -41,11 +41,13 @@ __all__ = [
     "frechet_distance",
     "gaussian_window",
     "image_batches",
+    "ImageSet",
     "kl_per_channel",
     "latent_statistics",
     "lpips_distance",
     "psnr",
     "reconstruction_metrics",
     "rfid",
+    "sequence_metrics",
     "ssim",
 ]

@@ -4,6 +4,7 @@ from .modeling_code_prior import CodePriorMixin
 from .modeling_vq import VQAutoencoderOutput, VQPreTrainedModel
 from .pixelcnn_prior import PixelCNNPriorConfig, PixelCNNPriorModel, PixelCNNPriorOutput
 from .prior import VQPriorConfig, VQPriorForCausalLM
+from .sequence_vae import SequenceVAEConfig, SequenceVAEModel, SequenceVAEOutput
 from .vae import VAEConfig, VAEModel, VAEOutput
 from .vqgan import VQGANConfig, VQGANModel
 from .vqvae import VQVAEConfig, VQVAEModel
@@ -20,6 +21,7 @@ MODEL_CLASSES = {
         PatchDiscriminator,
         VQPriorForCausalLM,
         PixelCNNPriorModel,
+        SequenceVAEModel,
     )
 }
 
@@ -34,6 +36,9 @@ __all__ = [
     "PixelCNNPriorConfig",
     "PixelCNNPriorModel",
     "PixelCNNPriorOutput",
+    "SequenceVAEConfig",
+    "SequenceVAEModel",
+    "SequenceVAEOutput",
     "VAEConfig",
     "VAEModel",
     "VAEOutput",

@@ -7,11 +7,19 @@ import logging
 from ..models.discriminator import PatchDiscriminatorConfig
 from ..utils.configuration_utils import check_config_keys
 from ..utils.errors import UsageError
-from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingArguments, parse_arguments
+from .arguments import (
+    GANArguments,
+    ParsedArguments,
+    PriorArguments,
+    SequenceArguments,
+    TrainingArguments,
+    parse_arguments,
+)
 from .encoding import encode_dataset
 from .families import FAMILIES, PRIOR_FAMILIES, TRAINERS, Family
 from .image_trainer import ImageTrainer
 from .prior_trainer import PriorTrainer
+from .sequence_trainer import SequenceTrainer
 from .trainer import NonFiniteLossError, Trainer
 
 
@@ -21,7 +29,9 @@ def main(family: str, argv: list[str] | None = None) -> dict:
     if family not in FAMILIES:
         raise UsageError(f"unknown family {family!r}; one of {list(FAMILIES)}")
     spec = FAMILIES[family]
-    parsed = parse_arguments(with_gan=spec.adversarial, argv=argv, with_prior=spec.trainer_class.uses_prior_arguments)
+    trainer_class = spec.trainer_class
+    parsed = parse_arguments(with_gan=spec.adversarial, argv=argv, with_prior=trainer_class.uses_prior_arguments,
+                             with_sequence=trainer_class.uses_sequence_arguments)  # fmt: skip
     if parsed.prior is not None:  # train_prior.py trains either prior: --prior_type names the family
         spec = FAMILIES[PRIOR_FAMILIES[parsed.prior.prior_type]]
     # A typo in the recipe's sections fails here, before the run writes anything, not as a silently ignored field.
@@ -40,6 +50,8 @@ __all__ = [
     "ParsedArguments",
     "PriorArguments",
     "PriorTrainer",
+    "SequenceArguments",
+    "SequenceTrainer",
     "Trainer",
     "TrainingArguments",
     "encode_dataset",

@@ -177,12 +177,32 @@ class PriorArguments:
 
 
 @dataclass
+class SequenceArguments:
+    """Arguments of sequence training: how the tunes of a melody dataset become windows (`SequenceStream`); the
+    window's bars and bar length are the model config's `num_bars` and `bar_length`."""
+
+    tokens_column: str = field(default="tokens", metadata={"help": "Column holding each tune's tokens."})
+    transpose: int = field(
+        default=0, metadata={"help": "Largest random transposition of a training window, in semitones (0: none)."}
+    )
+    match_meter: bool = field(
+        default=True, metadata={"help": "Cut only tunes whose bar (steps_per_bar) is the model's bar_length."}
+    )
+    sample_temperature: float = field(default=1.0, metadata={"help": "Temperature of the validation samples."})
+
+    def __post_init__(self):
+        check_int("transpose", self.transpose, minimum=0)
+        check_float("sample_temperature", self.sample_temperature, 0.0, exclusive_minimum=True)
+
+
+@dataclass
 class ParsedArguments:
     training: TrainingArguments
     gan: GANArguments | None
     model_config: dict[str, Any]
     discriminator_config: dict[str, Any]
     prior: PriorArguments | None = None
+    sequence: SequenceArguments | None = None
 
 
 def load_config_file(path: str | Path, flag: str = "--config") -> dict[str, Any]:
@@ -206,7 +226,7 @@ def load_config_file(path: str | Path, flag: str = "--config") -> dict[str, Any]
 
 
 def parse_arguments(
-    with_gan: bool = False, argv: list[str] | None = None, with_prior: bool = False
+    with_gan: bool = False, argv: list[str] | None = None, with_prior: bool = False, with_sequence: bool = False
 ) -> ParsedArguments:
     """Parse `--config FILE` (optional), then the command line over it."""
     pre = argparse.ArgumentParser(add_help=False)
@@ -219,6 +239,7 @@ def parse_arguments(
     dataclasses_ = (TrainingArguments,)
     dataclasses_ += (GANArguments,) if with_gan else ()
     dataclasses_ += (PriorArguments,) if with_prior else ()
+    dataclasses_ += (SequenceArguments,) if with_sequence else ()
     parser = HfArgumentParser(dataclasses_)
     parser.add_argument(
         "--config", default=None, help="YAML/JSON recipe: training arguments, `model:`, `discriminator:`"
@@ -233,8 +254,11 @@ def parse_arguments(
     training = TrainingArguments(**{f.name: values[f.name] for f in fields(TrainingArguments)})
     gan = GANArguments(**{f.name: values[f.name] for f in fields(GANArguments)}) if with_gan else None
     prior = PriorArguments(**{f.name: values[f.name] for f in fields(PriorArguments)}) if with_prior else None
+    sequence = (
+        SequenceArguments(**{f.name: values[f.name] for f in fields(SequenceArguments)}) if with_sequence else None
+    )
     if training.output_dir is None:
         raise UsageError("`--output_dir` is required (on the command line or in the --config file)")
     if training.model_config:
         model_config.update(load_config_file(training.model_config, "--model_config"))
-    return ParsedArguments(training, gan, model_config, discriminator_config, prior)
+    return ParsedArguments(training, gan, model_config, discriminator_config, prior, sequence)

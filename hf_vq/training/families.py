@@ -20,6 +20,8 @@ from ..models import (
     AutoencoderModel,
     PixelCNNPriorConfig,
     PixelCNNPriorModel,
+    SequenceVAEConfig,
+    SequenceVAEModel,
     VAEConfig,
     VAEModel,
     VQGANConfig,
@@ -31,8 +33,16 @@ from ..models import (
 )
 from ..utils.errors import UsageError
 from .image_trainer import ImageTrainer
-from .objectives import Objective, causal_lm_objective, image_objective, pixelcnn_objective, vae_objective
+from .objectives import (
+    Objective,
+    causal_lm_objective,
+    image_objective,
+    pixelcnn_objective,
+    sequence_vae_objective,
+    vae_objective,
+)
 from .prior_trainer import PriorTrainer
+from .sequence_trainer import SequenceTrainer
 from .trainer import Trainer
 
 ParameterGroups = Callable[[torch.nn.Module], list[Any]]
@@ -56,7 +66,7 @@ def decay_linear_weights(model: torch.nn.Module) -> list[dict[str, Any]]:
 
 
 # What a family trains on -> the trainer that reads that data.
-TRAINERS: dict[str, type[Trainer]] = {"images": ImageTrainer, "codes": PriorTrainer}
+TRAINERS: dict[str, type[Trainer]] = {"images": ImageTrainer, "codes": PriorTrainer, "sequences": SequenceTrainer}
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,8 @@ class Family:
         name: the family's name (`training/train_<name>.py`).
         config_class, model_class: the config and model classes it builds.
         objective: batch -> named loss terms (`hf_vq.training.objectives`).
-        data: what it trains on, a key of `TRAINERS`: "images" or "codes" (a code dataset of `encode_dataset`).
+        data: what it trains on, a key of `TRAINERS`: "images", "codes" (a code dataset of `encode_dataset`) or
+            "sequences" (token sequences, cut into windows: melodies).
         adversarial: a patch discriminator trains beside it (taming's GAN loss, `hf_vq.training.adversarial`).
         samples_from_model: its sample grids add a row drawn by `model.sample(n)` (the VAE's prior).
         parameter_groups: the optimizer's parameter groups of a model.
@@ -107,6 +118,7 @@ FAMILIES: dict[str, Family] = {
             parameter_groups=decay_linear_weights,
         ),
         Family("pixelcnn_prior", PixelCNNPriorConfig, PixelCNNPriorModel, pixelcnn_objective, data="codes"),
+        Family("sequence_vae", SequenceVAEConfig, SequenceVAEModel, sequence_vae_objective, data="sequences"),
     )
 }
 # `train_prior.py --prior_type` -> the prior's family.

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..losses import reconstruction_loss
+from ..models.sequence_vae import beta_schedule, sampling_probability
 from .arguments import TrainingArguments
 
 LossTerms = dict[str, torch.Tensor]
@@ -90,3 +91,15 @@ def pixelcnn_objective(model, batch, context: ObjectiveContext) -> tuple[LossTer
     codes = batch["indices"]
     output = model(codes, class_labels=batch["class_labels"], labels=codes, check_values=False)
     return {"nll": output.loss}, output
+
+
+def sequence_vae_objective(model, batch, context: ObjectiveContext) -> tuple[LossTerms, Any]:
+    """MusicVAE's loss: the cross-entropy summed over time plus beta * max(KL - free_bits, 0), beta annealed as
+    `(1 - beta_rate ** step) * max_beta` and the decoder fed its own samples with the scheduled probability."""
+    config = context.module.config
+    output = model(
+        batch["input_ids"],
+        beta=beta_schedule(context.step, config.max_beta, config.beta_rate),
+        sampling_probability=sampling_probability(context.step, config.sampling_schedule, config.sampling_rate),
+    )
+    return {"reconstruction": output.reconstruction_loss, "kl": output.kl_loss}, output

@@ -4,7 +4,7 @@ one.
 
 What differs between families is data on their `Family` entry (objective, discriminator, parameter groups, sample
 rows); what differs between kinds of data is five hooks that a subclass implements: `build_model`, `build_data`,
-`sample_grid`, `evaluate` and `save_outputs` (`ImageTrainer`, `PriorTrainer`).
+`sample_grid`, `evaluate` and `save_outputs` (`ImageTrainer`, `PriorTrainer`, `SequenceTrainer`).
 
 Data: each process reads its own shard of the stream (the streams shard with `split_dataset_by_node`), so the
 DataLoader is deliberately not passed through `accelerator.prepare`, which would shard (or dispatch) a second time.
@@ -33,7 +33,7 @@ from ..data import RecordStream
 from ..utils.errors import UsageError
 from ..utils.torch_utils import evaluating
 from .adversarial import AdversarialPart
-from .arguments import GANArguments, ParsedArguments, PriorArguments, TrainingArguments
+from .arguments import GANArguments, ParsedArguments, PriorArguments, SequenceArguments, TrainingArguments
 from .checkpointing import (
     TRAINER_STATE_NAME,
     checkpoint_step,
@@ -64,14 +64,17 @@ class Trainer:
     Every attribute is declared here; those that `setup()` fills are None before it.
     """
 
-    # Whether the scripts of the families this trainer serves take `PriorArguments` (`--vq_model`, ...).
+    # Whether the scripts of the families this trainer serves take `PriorArguments` (`--vq_model`, ...) or
+    # `SequenceArguments` (`--transpose`, ...).
     uses_prior_arguments = False
+    uses_sequence_arguments = False
 
     def __init__(self, family: Family, parsed: ParsedArguments):
         self.family = family
         self.args: TrainingArguments = parsed.training
         self.gan: GANArguments | None = parsed.gan
         self.prior_args: PriorArguments | None = parsed.prior
+        self.sequence_args: SequenceArguments | None = parsed.sequence
         self.model_config: dict[str, Any] = dict(parsed.model_config)
         self.discriminator_config: dict[str, Any] = dict(parsed.discriminator_config)
         self.output_dir = Path(self.args.output_dir)
@@ -283,7 +286,7 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
         logs = {name: value.detach().float().item() for name, value in terms.items()}
-        for name in ("perplexity", "usage"):
+        for name in ("perplexity", "usage", "accuracy"):
             if getattr(output, name, None) is not None:
                 logs[name] = output[name].float().item()
         return logs, output
@@ -373,6 +376,7 @@ class Trainer:
             "training": dataclasses.asdict(self.args),
             "gan": dataclasses.asdict(self.gan) if self.gan is not None else None,
             "prior": dataclasses.asdict(self.prior_args) if self.prior_args is not None else None,
+            "sequence": dataclasses.asdict(self.sequence_args) if self.sequence_args is not None else None,
             "model": model.config.to_diff_dict(),
             "discriminator": discriminator.config.to_diff_dict() if discriminator is not None else None,
             "num_processes": self.accelerator.num_processes,

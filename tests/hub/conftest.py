@@ -50,6 +50,26 @@ MODELS = {
     "prior": lambda: hf_vq.VQPriorForCausalLM(
         hf_vq.VQPriorConfig(codebook_size=16, token_grid_size=(4, 4), num_classes=3, n_layer=1, n_head=2, n_embd=16)
     ),
+    "pixelcnn_prior": lambda: hf_vq.PixelCNNPriorModel(
+        hf_vq.PixelCNNPriorConfig(
+            codebook_size=16,
+            token_grid_size=(4, 4),
+            num_classes=3,
+            num_layers=3,
+            hidden_channels=8,
+            output_channels=16,
+        )  # fmt: skip
+    ),
+    "sequence_vae": lambda: hf_vq.SequenceVAEModel(
+        hf_vq.SequenceVAEConfig(
+            num_bars=2,
+            bar_length=4,
+            encoder_hidden_size=8,
+            decoder_hidden_size=8,
+            conductor_hidden_size=8,
+            latent_size=4,
+        )  # fmt: skip
+    ),
 }
 TRAINING_ARGS = {
     "family": "vqgan",

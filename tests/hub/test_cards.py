@@ -9,6 +9,7 @@ import sys
 import zipfile
 
 import pytest
+import torch
 from huggingface_hub import ModelCard
 
 import hf_vq
@@ -24,7 +25,7 @@ def python_blocks(card: ModelCard | str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_every_family_has_a_card_whose_metadata_and_results_parse_and_whose_snippet_runs(name, tmp_path):
+def test_every_family_has_a_card_whose_metadata_and_results_parse_and_whose_snippet_runs(name, tmp_path, monkeypatch):
     model = MODELS[name]()
     model.save_pretrained(tmp_path / name)
     repo_id = str(tmp_path / name)  # a local folder loads like a repo id: the snippet runs against it
@@ -48,9 +49,16 @@ def test_every_family_has_a_card_whose_metadata_and_results_parse_and_whose_snip
 
     (snippet,) = python_blocks(card)
     namespace: dict = {}
+    monkeypatch.chdir(tmp_path)  # a snippet may write a file (melody.mid)
     exec(snippet, namespace)  # the usage snippet runs as written
     if name == "prior":
         assert namespace["codes"].shape == (2, 4, 4)
+    elif name == "pixelcnn_prior":
+        assert namespace["completed"].shape == (2, 4, 4)
+        assert torch.equal(namespace["completed"][:, :, :2], namespace["codes"][:, :, :2])
+    elif name == "sequence_vae":
+        assert namespace["melodies"].shape == namespace["reconstruction"].shape == (2, 8)
+        assert (tmp_path / "melody.mid").is_file()
     else:
         assert namespace["reconstruction"].shape == namespace["images"].shape
 
@@ -165,7 +173,11 @@ HUB_TASKS = frozenset(
     image-feature-extraction video-text-to-text keypoint-detection visual-document-retrieval any-to-any other
 """.split()
 )
-EXPECTED_PIPELINE_TAGS = {"hf_vq_prior": "unconditional-image-generation"}  # the rest: image-to-image
+EXPECTED_PIPELINE_TAGS = {  # the rest: image-to-image
+    "hf_vq_prior": "unconditional-image-generation",
+    "hf_vq_pixelcnn_prior": "unconditional-image-generation",
+    "hf_vq_sequence_vae": "other",
+}
 
 
 def every_card():
