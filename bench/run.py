@@ -28,6 +28,7 @@ import priors
 import quality
 import quantizer
 import sampling
+import sequence_vae
 import train_step
 from common import CONTEXT, REPO_ROOT, machine_info, run_isolated, set_threads, utc_now
 
@@ -39,6 +40,7 @@ SECTIONS = {
     "quality": quality,
     "sampling": sampling,
     "priors": priors,
+    "sequence_vae": sequence_vae,
     "gpu": gpu,
 }
 # Imported once by the fork server (`common.CONTEXT`), so that the measuring children start with them imported.

@@ -225,7 +225,7 @@ def tokens_to_melody(tokens: Iterable[int] | np.ndarray) -> m21stream.Stream:
 def tokens_to_midi(tokens: Iterable[int] | np.ndarray, path: str | os.PathLike, tempo_qpm: float = 120) -> str:
     """Write a token sequence as a one-track MIDI file at `tempo_qpm` quarter notes per minute; returns the path.
 
-    Written to a temporary file beside `path`, then renamed: a reader never sees half a file.
+    Written to a temporary file beside `path` (its folder is created), then renamed: a reader never sees half a file.
     """
     from music21 import tempo
 
@@ -235,6 +235,7 @@ def tokens_to_midi(tokens: Iterable[int] | np.ndarray, path: str | os.PathLike, 
     melody.insert(0, tempo.MetronomeMark(number=tempo_qpm))
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".mid", prefix=".tmp-", dir=directory)
     os.close(fd)
     try:
