@@ -53,10 +53,14 @@ def train_prior(prior_type: str, codes: str, output_dir: str, steps: int | None)
     family = FAMILIES[PRIOR_FAMILIES[prior_type]]
     curve: list[tuple[float, float]] = []  # (seconds since the first step, training NLL)
 
+    paused = [0.0]  # seconds spent in validation and checkpoints, which are no training time
+
     class TimedTrainer(family.trainer_class):
         def _after_step(self, logs):
-            curve.append((time.perf_counter(), logs["nll"]))
+            now = time.perf_counter()
+            curve.append((now - paused[0], logs["nll"]))
             super()._after_step(logs)
+            paused[0] += time.perf_counter() - now
 
     argv = ["--config", str(RECIPES / PRIORS[prior_type]), "--dataset", codes, "--output_dir", output_dir]
     if steps is not None:
@@ -162,7 +166,7 @@ def run(quick: bool, context: dict) -> dict:
         f"reaches {target:.3f} nats per code, the higher of the two final values. Sampling: 100 images (10 per "
         "class, top-k 16) per call, both pipelines interleaved call by call, median of 5 calls; the GPT prior "
         "samples with its KV cache, the PixelCNN runs the network once per code on the rows up to the current one "
-        "(no cache: its receptive field changes with every code)."
+        "(hf_vq has no cache for it; Fast PixelCNN++'s caching of the convolutions' states is not implemented)."
     )
     headers = ["prior", "parameters", "held-out NLL per code (nats)", "bits/dim", "sample accuracy (top-k, guidance)",
                "sample accuracy (plain)", "seconds to the same loss", "training seconds",

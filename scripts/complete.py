@@ -8,7 +8,9 @@ the grid's rows are the originals, the masked inputs (the unknown part grayed ou
 completions. Masks, in code-grid coordinates: `top` (the first half of the rows), `first:N` (the first N codes in
 raster order), `left`, `right`, `bottom`, `center` (the central half is unknown), `random` (each code known with
 probability `--known_fraction`). The GPT prior completes only raster prefixes (`top`, `first:N`); the PixelCNN any
-mask.
+mask, but it draws the unknown codes in raster order, each seeing only the codes above it and to its left: known
+codes below or to the right of an unknown one do not inform it (with `--mask bottom`, the unknown top half is drawn
+without seeing the known bottom half).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mask", default="top", help=f"one of {', '.join(MASKS)}")
     parser.add_argument("--known_fraction", type=float, default=0.5, help="for --mask random")
     parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--top_p", type=float, default=None)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--guidance_scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -103,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [images, gray_out(images, mask)]
     for completion in range(args.num_completions):
         rows.append(
-            pipe.complete(images, mask, class_labels=labels, top_k=args.top_k, temperature=args.temperature,
-                          guidance_scale=args.guidance_scale, seed=args.seed + completion, output_type="pt").cpu()
+            pipe.complete(images, mask, class_labels=labels, top_k=args.top_k, top_p=args.top_p,
+                          temperature=args.temperature, guidance_scale=args.guidance_scale,
+                          seed=args.seed + completion, output_type="pt").cpu()
         )  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     make_grid(torch.cat(rows), nrow=len(images), scale=max(1, 64 // resolution)).save(args.output)

@@ -117,3 +117,31 @@ def test_only_the_pixelcnn_completes_any_mask():
 def test_a_pipeline_refuses_what_is_no_prior():
     with pytest.raises(UsageError, match="must be a prior over codes"):
         hf_vq.VQImageGenerationPipeline(vqgan(), vqgan())
+
+
+@pytest.mark.parametrize("kind", sorted(PRIORS))
+def test_unknown_prompt_positions_may_hold_anything_but_known_ones_must_be_codes(kind):
+    model = PRIORS[kind]()
+    prompt = torch.full((1, 8, 8), -1)
+    prompt[0, 0] = torch.arange(8)  # the first row known
+    mask = prompt >= 0
+    codes = model.sample_codes([1], prompt=prompt, prompt_mask=mask)
+    assert torch.equal(codes[0, 0], torch.arange(8)) and codes.min() >= 0
+    with pytest.raises(UsageError, match=r"`prompt` must be code indices in \[0, 32\)"):
+        model.sample_codes([1], prompt=prompt.clamp(min=40), prompt_mask=mask)
+
+
+@pytest.mark.parametrize("kind", sorted(PRIORS))
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"guidance_scale": -1.0}, "guidance_scale"),
+        ({"guidance_scale": math.nan}, "guidance_scale"),
+        ({"temperature": math.inf}, "temperature"),
+        ({"top_k": 2.5}, "top_k"),
+        ({"num_samples": True}, "num_samples"),
+    ],
+)
+def test_every_prior_checks_its_sampling_arguments(kind, arguments, message):
+    with pytest.raises(UsageError, match=message):
+        PRIORS[kind]().sample_codes([0], **arguments)

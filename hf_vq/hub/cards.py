@@ -78,7 +78,7 @@ INDEXED_METRICS = {
     "sample_class_accuracy": ("accuracy", "Class accuracy of samples"),
     "accuracy": ("accuracy", "Token accuracy (teacher forced)"),
     "sampled_accuracy": ("accuracy", "Token accuracy (sampled, from the posterior mean)"),
-    "elbo": ("elbo", "ELBO (nats per sequence)"),
+    "negative_elbo": ("negative_elbo", "Negative ELBO (nats per sequence)"),
 }
 # Records of the run in metrics.json that describe training, not the model's quality.
 TRAINING_RECORDS = (

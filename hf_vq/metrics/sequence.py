@@ -22,8 +22,9 @@ def sequence_metrics(
     - `accuracy`: tokens predicted right with teacher forcing, decoding the posterior mean;
     - `sampled_accuracy`: tokens right when the sequence is decoded from the posterior mean without teacher forcing
       (greedy, each step fed its own prediction): MusicVAE's "sampled" reconstruction accuracy;
-    - `reconstruction_nll` (nats per sequence, z drawn from the posterior), `kl` (nats per sequence) and `elbo`
-      (their sum, a bound on -log p(x) per sequence, one posterior sample each, seeded by `seed`);
+    - `reconstruction_nll` (nats per sequence, z drawn from the posterior), `kl` (nats per sequence) and
+      `negative_elbo` (their sum: an upper bound on -log p(x) per sequence, with one posterior sample each, seeded by
+      `seed`);
     - `active_units`: latent dimensions whose posterior mean varies over the data by more than `threshold`
       (Burda et al. 2016), of `num_latent_dims`.
     """
@@ -53,7 +54,7 @@ def sequence_metrics(
         "sampled_accuracy": sampled_correct / tokens,
         "reconstruction_nll": nll / count,
         "kl": kl / count,
-        "elbo": (nll + kl) / count,
+        "negative_elbo": (nll + kl) / count,
         "active_units": int((activity > threshold).sum()),
         "num_latent_dims": len(activity),
         "num_sequences": count,

@@ -8,6 +8,8 @@ classifier-free guidance, and labels dropped in training).
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -70,18 +72,20 @@ class CodePriorMixin:
             )
         return labels
 
-    def check_codes(self, indices: torch.Tensor, what: str = "indices") -> torch.Tensor:
-        """Code grids (B, h, w) or sequences (B, h*w) -> (B, h, w) int64, checked against the config."""
+    def check_codes(self, indices: torch.Tensor, what: str = "indices", check_values: bool = True) -> torch.Tensor:
+        """Code grids (B, h, w) or sequences (B, h*w) -> (B, h, w) int64, checked against the config: the shape
+        always, the range unless `check_values=False` (a device sync; for data already checked, as `CodeStream`
+        checks every record)."""
         height, width = self.config.token_grid_size
         if indices.is_floating_point() or indices.is_complex():
             raise UsageError(f"`{what}` must be integer code indices, got a {indices.dtype} tensor")
         if indices.dim() < 2 or indices.shape[1:].numel() != height * width:
             raise UsageError(
-                f"expected `{what}` of {height}x{width} codes per image (config.token_grid_size), got shape "
-                f"{tuple(indices.shape)}"
+                f"expected `{what}` of {height * width} codes per image ({height}x{width}, config.token_grid_size), "
+                f"got shape {tuple(indices.shape)}"
             )
         codes = indices.reshape(len(indices), height, width).long()
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.codebook_size):
+        if check_values and codes.numel() and (codes.min() < 0 or codes.max() >= self.config.codebook_size):
             raise UsageError(
                 f"`{what}` must be code indices in [0, {self.config.codebook_size}), got values in "
                 f"[{codes.min().item()}, {codes.max().item()}]"
@@ -97,13 +101,16 @@ class CodePriorMixin:
             return None
         if prompt is None or prompt_mask is None:
             raise UsageError("`prompt` and `prompt_mask` go together: the codes, and True where they are known")
-        prompt = self.check_codes(torch.as_tensor(prompt), "prompt")
+        prompt = torch.as_tensor(prompt)
         mask = torch.as_tensor(prompt_mask, device=prompt.device)
         if mask.dtype != torch.bool or mask.shape != prompt.shape:
             raise UsageError(
                 f"`prompt_mask` must be a bool tensor of the prompt's shape {tuple(prompt.shape)} (True = known), "
                 f"got {mask.dtype} of shape {tuple(mask.shape)}"
             )
+        # Only the known codes must be codes: the unknown positions may hold anything (-1, say); they become 0.
+        prompt = self.check_codes(torch.where(mask, prompt, 0), "prompt")  # (B, h, w)
+        mask = mask.reshape(prompt.shape)
         if len(prompt) != batch_size:
             raise UsageError(f"got {len(prompt)} prompt grids for {batch_size} samples")
         if not self.completes_any_mask:
@@ -113,7 +120,8 @@ class CodePriorMixin:
             if not torch.equal(flat, prefix):
                 raise UsageError(
                     f"{type(self).__name__} completes only a raster prefix (the first codes, row by row, in every "
-                    "grid); this mask is not one: use a PixelCNNPriorModel, which completes any mask"
+                    "grid: scripts/complete.py --mask top or first:N); this mask is not one: use a "
+                    "PixelCNNPriorModel, which completes any mask"
                 )
         return prompt, mask
 
@@ -138,11 +146,13 @@ def check_sampling_arguments(
     num_samples: int, temperature: float, top_k: int | None, top_p: float | None, guidance_scale: float, conditional
 ) -> None:
     """One-line errors for the sampling arguments every prior takes; `conditional`: class labels were given."""
-    if not isinstance(num_samples, int) or num_samples < 1:
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise UsageError(f"`num_samples` must be an integer >= 1, got {num_samples!r}")
-    if temperature <= 0:
-        raise UsageError(f"`temperature` must be > 0, got {temperature}")
-    if top_k is not None and top_k < 1:
+    if not _positive_number(temperature):
+        raise UsageError(f"`temperature` must be a finite number > 0, got {temperature!r}")
+    if not _positive_number(guidance_scale):
+        raise UsageError(f"`guidance_scale` must be a finite number > 0 (1: no guidance), got {guidance_scale!r}")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise UsageError(f"`top_k` must be >= 1 (or None for no top-k filtering), got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise UsageError(f"`top_p` must be in (0, 1] (or None), got {top_p}")
@@ -151,6 +161,10 @@ def check_sampling_arguments(
             "`guidance_scale` != 1 needs class labels: classifier-free guidance contrasts the class-conditional "
             "and the unconditional prediction"
         )
+
+
+def _positive_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def filter_log_probs(

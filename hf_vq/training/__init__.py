@@ -8,6 +8,7 @@ from ..models.discriminator import PatchDiscriminatorConfig
 from ..utils.configuration_utils import check_config_keys
 from ..utils.errors import UsageError
 from .arguments import (
+    PRIOR_FAMILIES,
     GANArguments,
     ParsedArguments,
     PriorArguments,
@@ -16,7 +17,7 @@ from .arguments import (
     parse_arguments,
 )
 from .encoding import encode_dataset
-from .families import FAMILIES, PRIOR_FAMILIES, TRAINERS, Family
+from .families import FAMILIES, TRAINERS, Family
 from .image_trainer import ImageTrainer
 from .prior_trainer import PriorTrainer
 from .sequence_trainer import SequenceTrainer
@@ -42,6 +43,7 @@ def main(family: str, argv: list[str] | None = None) -> dict:
 
 __all__ = [
     "FAMILIES",
+    "PRIOR_FAMILIES",
     "TRAINERS",
     "Family",
     "GANArguments",

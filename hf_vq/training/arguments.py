@@ -146,7 +146,8 @@ class GANArguments:
         check_float("lecam_decay", self.lecam_decay, 0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True)
 
 
-PRIOR_TYPES = ("gpt", "pixelcnn")  # --prior_type: the families `prior` and `pixelcnn_prior`
+# --prior_type -> the family it trains (`hf_vq.training.FAMILIES`).
+PRIOR_FAMILIES = {"gpt": "prior", "pixelcnn": "pixelcnn_prior"}
 
 
 @dataclass
@@ -169,7 +170,7 @@ class PriorArguments:
     sample_guidance_scale: float = field(default=1.0, metadata={"help": "Guidance scale of the validation samples."})
 
     def __post_init__(self):
-        check_choice("prior_type", self.prior_type, PRIOR_TYPES)
+        check_choice("prior_type", self.prior_type, tuple(PRIOR_FAMILIES))
         check_float("class_dropout_prob", self.class_dropout_prob, 0.0, 1.0)
         if self.sample_top_k is not None:
             check_int("sample_top_k", self.sample_top_k, minimum=1)

@@ -121,5 +121,3 @@ FAMILIES: dict[str, Family] = {
         Family("sequence_vae", SequenceVAEConfig, SequenceVAEModel, sequence_vae_objective, data="sequences"),
     )
 }
-# `train_prior.py --prior_type` -> the prior's family.
-PRIOR_FAMILIES = {"gpt": "prior", "pixelcnn": "pixelcnn_prior"}

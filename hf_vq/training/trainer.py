@@ -286,9 +286,9 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
         logs = {name: value.detach().float().item() for name, value in terms.items()}
-        for name in ("perplexity", "usage", "accuracy"):
-            if getattr(output, name, None) is not None:
-                logs[name] = output[name].float().item()
+        for name in ("perplexity", "usage", "accuracy", "kl"):  # what the model's output says besides the loss
+            if getattr(output, name, None) is not None and name not in logs:
+                logs[name] = output[name].detach().float().mean().item()  # the KL is per sample: its batch mean
         return logs, output
 
     def _discriminator_step(self, batch: dict[str, torch.Tensor], output: Any) -> dict[str, float] | None:

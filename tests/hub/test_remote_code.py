@@ -28,8 +28,12 @@ for name, folder in {folders!r}.items():
     saved = load_file(folder + "/model.safetensors")
     state = model.state_dict()
     assert all(torch.equal(state[key], value) for key, value in saved.items()), name
-    if name == "prior":
+    if name in ("prior", "pixelcnn_prior"):
         assert model.sample_codes(class_labels=[0, 2], top_k=4).shape == (2, 4, 4)
+    elif name == "sequence_vae":
+        melodies = torch.randint(0, 90, (2, model.config.sequence_length))
+        assert model(melodies).logits.shape == (2, model.config.sequence_length, 90)
+        assert model.sample(2).shape == melodies.shape
     else:
         images = torch.rand(2, model.config.in_channels, 8, 8) * 2 - 1
         assert model(images).reconstruction.shape == images.shape

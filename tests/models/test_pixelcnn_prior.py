@@ -228,7 +228,7 @@ def test_class_conditioning():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda m: m(random_codes(2).reshape(2, -1)[:, :-1]), "4x5 codes"),
+        (lambda m: m(random_codes(2).reshape(2, -1)[:, :-1]), "20 codes per image \\(4x5"),
         (lambda m: m(random_codes(2) + K), r"\[0, 7\)"),
         (lambda m: m(random_codes(2), [0, 3]), "class labels"),
         (lambda m: m(random_codes(2), [0, -2]), "class labels"),

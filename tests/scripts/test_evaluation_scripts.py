@@ -206,3 +206,16 @@ def test_complete_script_writes_originals_masked_inputs_and_completions(tmp_path
     assert "first:N needs 0 <= N <= 16" in capsys.readouterr().err
     assert exit_status(script, args[:4]) == 2  # no --label_column for a class-conditional prior
     assert "--label_column" in capsys.readouterr().err
+
+
+def test_complete_script_with_a_gpt_prior_takes_raster_prefixes_and_names_the_masks_that_work(tmp_path, capsys):
+    vq_model = saved_vqgan(tmp_path / "vq")
+    prior = hf_vq.VQPriorForCausalLM(hf_vq.VQPriorConfig(codebook_size=16, token_grid_size=(4, 4), n_layer=1,
+                                                         n_head=2, n_embd=16))  # fmt: skip
+    hf_vq.VQImageGenerationPipeline(vq_model, prior).save_pretrained(tmp_path / "pipeline")
+    script = load_script("complete")
+    args = ["--pipeline", str(tmp_path / "pipeline"), "--dataset", "builtin:digits", "--num_images", "2",
+            "--num_completions", "1", "--top_p", "0.9", "--output", str(tmp_path / "c.png")]  # fmt: skip
+    assert script.main([*args, "--mask", "first:6"]) == 0
+    assert exit_status(script, [*args, "--mask", "left"]) == 2
+    assert "completes only a raster prefix" in capsys.readouterr().err

@@ -79,7 +79,7 @@ def test_train_sequence_vae_end_to_end_with_held_out_metrics_and_a_card(melodies
     assert metrics["step"] == 4
     # 4 held-out tunes of 6 bars: 5 two-bar windows each, all distinct
     assert metrics["eval_num_sequences"] == 20 and 0 <= metrics["eval_sampled_accuracy"] <= 1
-    assert metrics["eval_elbo"] == pytest.approx(metrics["eval_reconstruction_nll"] + metrics["eval_kl"])
+    assert metrics["eval_negative_elbo"] == pytest.approx(metrics["eval_reconstruction_nll"] + metrics["eval_kl"])
     assert 0 <= metrics["eval_active_units"] <= metrics["eval_num_latent_dims"] == 8
     assert Image.open(output_dir / "samples" / "step-4.png").mode == "RGB"  # piano rolls
     arguments = json.loads((output_dir / "training_args.json").read_text())

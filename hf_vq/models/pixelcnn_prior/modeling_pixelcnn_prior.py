@@ -201,21 +201,12 @@ class PixelCNNPriorModel(HubMixin, CodePriorMixin, PreTrainedModel):
         -> (codes (B, h, w), class rows (B,) or None, targets (B, h, w) or None) on the model's device, checked
         against the config. `check_values=False` skips the range checks (each one a device sync) for data already
         checked, as `CodeStream` checks every record; the shapes are always checked."""
-        height, width = self.config.token_grid_size
+        codes = self.check_codes(indices, "codes", check_values)
+        targets = None if labels is None else self.check_codes(labels, "labels", check_values)
         if check_values:
-            codes = self.check_codes(indices, "codes")
-            targets = None if labels is None else self.check_codes(labels, "labels")
             class_labels = self.check_class_labels(class_labels, allow_null=True)
-        else:
-            if indices.dim() < 2 or indices[0].numel() != height * width:
-                raise UsageError(
-                    f"expected `codes` of {height}x{width} codes per image (config.token_grid_size), got shape "
-                    f"{tuple(indices.shape)}"
-                )
-            codes = indices.reshape(len(indices), height, width).long()
-            targets = None if labels is None else labels.reshape(len(labels), height, width).long()
-            if class_labels is not None:
-                class_labels = torch.as_tensor(class_labels).reshape(-1)
+        elif class_labels is not None:
+            class_labels = torch.as_tensor(class_labels).reshape(-1)
         if targets is not None and len(targets) != len(codes):
             raise UsageError(f"got {len(targets)} label grids for {len(codes)} code grids")
         if class_labels is not None and len(class_labels) != len(codes):

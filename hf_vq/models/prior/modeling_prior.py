@@ -105,18 +105,8 @@ class VQPriorForCausalLM(HubMixin, CodePriorMixin, GPT2LMHeadModel):
         """Code grids (B, h, w) or sequences (B, h*w) and class labels (B,) (-1: none) -> input ids (B, 1 + h*w),
         checked against the config. `check_values=False` skips the range checks of codes and labels (each one a
         device sync), for data already checked, as `CodeStream` checks every record."""
-        codes = indices.reshape(len(indices), -1).long()
-        if codes.shape[1] != self.config.num_image_tokens:
-            raise UsageError(
-                f"expected {self.config.num_image_tokens} codes per image (token grid "
-                f"{self.config.token_grid_size}), got indices of shape {tuple(indices.shape)}"
-            )
+        codes = self.check_codes(indices, "indices", check_values).reshape(len(indices), -1)  # (B, h*w)
         if check_values:
-            if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.codebook_size):
-                raise UsageError(
-                    f"code indices must be in [0, {self.config.codebook_size}), got values in "
-                    f"[{codes.min().item()}, {codes.max().item()}]"
-                )
             class_labels = self.check_class_labels(class_labels, allow_null=True)
         if class_labels is not None and len(class_labels) != len(codes):
             raise UsageError(f"got {len(class_labels)} class labels for {len(codes)} code grids")

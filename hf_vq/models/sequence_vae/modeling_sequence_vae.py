@@ -232,7 +232,7 @@ class SequenceVAEModel(SequenceVAEPreTrainedModel):
         self._check_length(length, "length")
         check_float("temperature", temperature, minimum=0.0)
         with evaluating(self):
-            return self.decoder.sample(z.to(self.dtype), length, temperature, generator)
+            return self.decoder.sample(z.to(self.device, self.dtype), length, temperature, generator)
 
     @torch.no_grad()
     def sample(
