@@ -6,12 +6,14 @@ move in the continuous space and snap to codes at the end). Each latent is treat
 interpolation suits a Gaussian prior, whose mass sits near a sphere (White 2016; MusicVAE, Roberts et al. 2018):
 linear midpoints of two typical latents have a norm a typical latent never has.
 
-The same functions serve sequence models, told apart by `main_input_name == "input_ids"` (the sequence VAE): their
-inputs are integer token sequences (T,) or (B, T), a sequence's latent is its posterior mean, and latents decode to
-tokens, greedily unless a `temperature` is given (MusicVAE's interpolations and attribute edits are greedy too, so
-that what changes is the latent, not the draw). Attribute vectors can be built from an attribute function over a
-set (`attribute_vector_by`: the top quartile minus the bottom quartile, as MusicVAE does for note density and mean
-pitch, whose functions are in `hf_vq.music`), and `attribute_shift` measures how far adding one moves the attribute.
+The same functions serve sequence models, autoencoders told apart by `main_input_name == "input_ids"` (the sequence
+VAE; the GPT prior takes `input_ids` too but has no `encode` and `decode`, and is refused as any model that is not an
+autoencoder): their inputs are integer token sequences (T,) or (B, T), a sequence's latent is its posterior mean, and
+latents decode to tokens, greedily unless a `temperature` is given (MusicVAE's interpolations and attribute edits are
+greedy too, so that what changes is the latent, not the draw). Attribute vectors can be built from an attribute
+function over a set (`attribute_vector_by`: the top quartile minus the bottom quartile, as MusicVAE does for note
+density and mean pitch, whose functions are in `hf_vq.music`), and `attribute_shift` measures how far adding one
+moves the attribute.
 """
 
 from __future__ import annotations
@@ -89,15 +91,32 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float | torch.Tensor) -> torch.Te
 INTERPOLATIONS = {"lerp": lerp, "slerp": slerp}
 
 
+def _is_autoencoder(model: torch.nn.Module) -> bool:
+    """Whether a model has the `encode` and `decode` that every tool here goes through."""
+    return callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))
+
+
 def is_sequence_model(model: torch.nn.Module) -> bool:
-    """Whether a model takes token sequences (`main_input_name == "input_ids"`, the sequence VAE) rather than
-    images."""
-    return getattr(model, "main_input_name", None) == "input_ids"
+    """Whether a model is a sequence autoencoder (the sequence VAE): it takes token sequences
+    (`main_input_name == "input_ids"`) and has `encode` and `decode`. The GPT prior takes `input_ids` but is no
+    autoencoder: False."""
+    return getattr(model, "main_input_name", None) == "input_ids" and _is_autoencoder(model)
+
+
+def _check_autoencoder(model: torch.nn.Module, what: str) -> None:
+    """A `UsageError` for a model the latent tools cannot use: one without `encode` and `decode` (a prior, a
+    discriminator)."""
+    if not _is_autoencoder(model):
+        raise UsageError(
+            f"{what}: {type(model).__name__} is neither an image autoencoder nor a sequence VAE (it has no `encode` "
+            "and `decode`); the latent tools take autoencoders, VAEs, VQ models and SequenceVAEModel"
+        )
 
 
 def _as_batch(model: torch.nn.Module, inputs: torch.Tensor, what: str) -> torch.Tensor:
     """What the model takes, batched: tokens (T,) or (B, T) -> (B, T) for a sequence model, images (C, H, W) or
     (B, C, H, W) -> (B, C, H, W) for the others."""
+    _check_autoencoder(model, what)
     if not isinstance(inputs, torch.Tensor):
         raise UsageError(f"{what}: expected a tensor, got {type(inputs).__name__}")
     is_integer = not (inputs.is_floating_point() or inputs.is_complex() or inputs.dtype == torch.bool)
@@ -152,6 +171,7 @@ def decode_latents(
     length), greedily at temperature 0, else drawing each token at `temperature` with `generator`. Image models
     decode deterministically and take neither.
     """
+    _check_autoencoder(model, "decode_latents")
     if is_sequence_model(model):
         with evaluating(model):
             return model.decode(latents, length, temperature=temperature, generator=generator)

@@ -6,7 +6,9 @@ held-out melodies as MIDI files and piano rolls, and how far its note-density an
         --steps 11 --output_dir outputs/melodies-16bar
 
 Held-out melodies are windows of the model's `num_bars` bars of `bar_length` steps, cut from the tunes of `--split`
-whose bar has `bar_length` steps (`hf_vq.data.melody_windows`: at most `--num_windows`, spread over the split).
+whose bar has `bar_length` steps (`hf_vq.data.melody_windows`: at most `--num_windows`, spread over the split), or
+from every tune with `--match_meter false` (as training's flag: a dataset without a `steps_per_bar` column, such as
+one with only `--tokens_column`, needs it).
 Everything is decoded greedily from posterior means except the samples. Written to `--output_dir`, which must be new
 or empty (or `--overwrite`):
 
@@ -43,7 +45,6 @@ from hf_vq.latents import (
     attribute_shift,
     attribute_vector,
     interpolate,
-    is_sequence_model,
 )
 from hf_vq.music import mean_pitch, note_density, piano_roll, tokens_to_midi
 from hf_vq.utils.cli import run_script
@@ -68,6 +69,16 @@ OUTPUTS = (
 )
 
 
+def boolean(value: str) -> bool:
+    """A flag's true or false, spelled as training's flags take them (`--match_meter false`)."""
+    spelled = value.lower()
+    if spelled in ("true", "t", "yes", "y", "1"):
+        return True
+    if spelled in ("false", "f", "no", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a SequenceVAEModel folder or Hub repo id")
@@ -76,7 +87,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--split", default="test", help="the held-out melodies shown and measured")
     parser.add_argument("--attribute_split", default="train", help="the melodies the attribute vectors come from")
-    parser.add_argument("--tokens_column", default="tokens")
+    parser.add_argument("--tokens_column", default="tokens", help="the column of each tune's tokens")
+    # the same spellings as training's SequenceArguments.match_meter: --match_meter [true|false], --no_match_meter
+    parser.add_argument(
+        "--match_meter",
+        type=boolean,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="{true,false}",
+        help="cut only tunes whose bar (steps_per_bar) is the model's bar_length (default true; false: every tune)",
+    )
+    parser.add_argument("--no_match_meter", dest="match_meter", action="store_false", help="--match_meter false")
     parser.add_argument("--num_windows", type=int, default=256, help="held-out windows measured (at most)")
     parser.add_argument("--attribute_windows", type=int, default=2048, help="windows of --attribute_split (at most)")
     parser.add_argument("--fraction", type=float, default=0.25, help="top and bottom fraction for attribute vectors")
@@ -121,8 +143,11 @@ def check_args(args: argparse.Namespace) -> None:
 
 def load_model(name: str, device: str) -> torch.nn.Module:
     model = AutoModel.from_pretrained(check_source(name, "--model"))
-    if not is_sequence_model(model):
-        raise UsageError(f"--model: {name} is a {type(model).__name__}, not a sequence model (SequenceVAEModel)")
+    if not isinstance(model, hf_vq.SequenceVAEModel):
+        raise UsageError(
+            f"--model: {name} is a {type(model).__name__}, not a SequenceVAEModel (a sequence VAE, as "
+            "training/train_sequence_vae.py trains)"
+        )
     return model.to(device).eval()
 
 
@@ -131,11 +156,19 @@ def windows(
 ) -> torch.Tensor:
     """(N, num_bars * bar_length) windows of one split; a `UsageError` when it has fewer than `minimum`."""
     dataset = load_code_dataset(check_source(args.dataset, "--dataset"), split)
-    found = melody_windows(dataset, config.num_bars, config.bar_length, max_windows, tokens_column=args.tokens_column)
+    found = melody_windows(
+        dataset,
+        config.num_bars,
+        config.bar_length,
+        max_windows,
+        match_meter=args.match_meter,
+        tokens_column=args.tokens_column,
+    )
     if len(found) < minimum:
+        tunes = f"tunes whose bar is {config.bar_length} steps" if args.match_meter else "every tune"
         raise UsageError(
             f"split {split!r} of {args.dataset} has {len(found)} windows of {config.num_bars} bars of "
-            f"{config.bar_length} steps (from tunes whose bar is {config.bar_length} steps); this needs {minimum}"
+            f"{config.bar_length} steps (from {tunes}); this needs {minimum}"
         )
     return found
 
@@ -231,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": args.dataset,
         "split": args.split,
         "attribute_split": args.attribute_split,
+        "match_meter": args.match_meter,
         "windows": len(held_out),
         "attribute_windows": len(reference),
         "fraction": args.fraction,

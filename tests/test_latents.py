@@ -21,6 +21,7 @@ from hf_vq.latents import (
     decode_latents,
     encode_latents,
     interpolate,
+    is_sequence_model,
     lerp,
     slerp,
 )
@@ -279,6 +280,32 @@ def test_sequence_latent_tools_name_what_is_wrong_in_one_line():
         with pytest.raises(UsageError, match=re.escape(message)) as error:
             call()
         assert "\n" not in str(error.value)
+
+
+def test_models_without_encode_and_decode_are_refused_in_one_line_even_if_they_take_input_ids(tmp_path):
+    # The GPT prior takes input_ids as the sequence VAE does, but is no autoencoder: neither kind, refused by name.
+    config = hf_vq.VQPriorConfig(codebook_size=8, token_grid_size=(2, 2), n_layer=1, n_head=1, n_embd=8)
+    hf_vq.VQPriorForCausalLM(config).save_pretrained(tmp_path / "prior")
+    prior = hf_vq.VQPriorForCausalLM.from_pretrained(tmp_path / "prior")
+    assert prior.main_input_name == "input_ids" and not is_sequence_model(prior)
+    assert is_sequence_model(sequence_vae()) and not is_sequence_model(IdentityAutoencoder())
+    codes = torch.zeros(2, 4, dtype=torch.long)
+    neither = "VQPriorForCausalLM is neither an image autoencoder nor a sequence VAE (it has no `encode` and `decode`)"
+    calls = {
+        "encode_latents": lambda: encode_latents(prior, codes),
+        "decode_latents": lambda: decode_latents(prior, torch.zeros(2, 4)),
+        "image_a": lambda: interpolate(prior, codes[0], codes[1]),
+        "images_with": lambda: attribute_vector(prior, codes, codes),
+        "images": lambda: apply_attribute(prior, codes, torch.zeros(4)),
+    }
+    for what, call in calls.items():
+        with pytest.raises(UsageError, match=re.escape(f"{what}: {neither}")) as error:
+            call()
+        assert "\n" not in str(error.value)
+    with pytest.raises(UsageError, match=re.escape(f"images: {neither}")):
+        attribute_vector_by(prior, codes, note_density)
+    with pytest.raises(UsageError, match=re.escape(f"images: {neither}")):
+        attribute_shift(prior, codes, torch.zeros(4), note_density)
 
 
 # ----- a real measurement: MusicVAE's note-density vector on a tiny trained model -----

@@ -15,15 +15,17 @@ Meters: every encodable tune is kept, whatever its meter, with its `meter` (the 
 "4/4,3/4" when it changes, "" when free) and `steps_per_bar` (16 for 4/4 and 2/2, 8 for 2/4, 12 for 3/4 and 6/8; 0
 for free or changing meters). Which tunes to cut into windows is the stream's choice: `SequenceStream` and
 `melody_windows` keep by default only tunes whose bar is `bar_length` steps, as MusicVAE does (its melody converter
-drops any sequence whose bar is not 16 steps); `match_meter=False` cuts every tune in `bar_length`-step units.
+drops any sequence whose bar is not 16 steps); `match_meter=False` (`--match_meter false` in training and
+`scripts/melodies.py`) cuts every tune in `bar_length`-step units.
 
 Rows: `tune_id` (stable: `essen/<file>/<X number>`, `oneills/<number>`, `ryans/<file>`), `collection`, `title`,
 `meter`, `steps_per_bar`, `tokens` (int8 values in [0, 90)). Split by tune: a tune is in `test` when the hash of its
 id falls in the lowest `TEST_FRACTION`, so that no tune is on both sides and adding tunes moves no other.
 
-Built once (parsing all files takes minutes; a process per core) and saved under the datasets cache, keyed by
-`ENCODING_VERSION`; later loads read the saved copy. The build report (tunes per collection, skips by reason, split
-sizes) is the `info.description` of each split (`folk_melodies_report`) and `build_info.json` beside the data.
+Built once (parsing all files takes minutes; a process per core on Linux, one process elsewhere) and saved under the
+datasets cache, keyed by `ENCODING_VERSION` and the installed music21's version (its ABC parser decides the tokens
+too); later loads read the saved copy. The build report (tunes per collection, skips by reason, split sizes) is the
+`info.description` of each split (`folk_melodies_report`) and `build_info.json` beside the data.
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_all_start_methods, get_context
+from importlib.metadata import version
+from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -171,23 +176,36 @@ def tune_split(tune_id: str) -> str:
     return "test" if int.from_bytes(digest[:8], "big") < TEST_FRACTION * 2**64 else "train"
 
 
+def _worker_context() -> BaseContext | None:
+    """How the build starts worker processes: by fork on Linux; elsewhere none are started (None), the files are
+    parsed in this process.
+
+    Fork only on Linux: on macOS a child forked after torch (and the system frameworks it loads) is unsafe, it may
+    crash or hang. Spawn is not used instead: it re-runs the caller's script in each worker, and a script without a
+    `__main__` guard that loads the builtin at the top would fail. The build is slower off Linux, and done once.
+    """
+    return get_context("fork") if sys.platform.startswith("linux") else None
+
+
 def _encode_files(files: list[tuple[str, Path]], max_tunes: int | None, num_proc: int, progress: bool) -> list[dict]:
-    """`_encode_file` of every file, in the order of `files`, with a progress bar; in `num_proc` processes."""
+    """`_encode_file` of every file, in the order of `files`, with a progress bar; in `num_proc` processes where
+    `_worker_context` allows them, else in this process."""
     results: list[dict | None] = [None] * len(files)
     bar = tqdm(total=len(files), unit="file", desc="folk melodies", disable=not progress)
     kept = 0
-    if num_proc <= 1 or len(files) <= 1:
+    context = _worker_context() if num_proc > 1 and len(files) > 1 else None
+    if context is None:
+        if num_proc > 1 and len(files) > 1:
+            logger.info("folk melodies: parsing in this process (worker processes are forked on Linux only)")
         for i, (collection, path) in enumerate(files):
             results[i] = _encode_file(collection, path, max_tunes)
             kept += len(results[i]["rows"])
             bar.set_postfix(tunes=kept, refresh=False)
             bar.update()
     else:
-        # largest files first, so that no process is left with a 700-tune file at the end. Fork where there is one:
-        # spawn would re-run the caller's script in each worker (a script without a __main__ guard, loading the
-        # builtin at the top, would recurse); the workers only parse ABC and return lists, touching no torch state.
+        # largest files first, so that no process is left with a 700-tune file at the end; the forked workers only
+        # parse ABC and return lists, touching no torch state
         order = sorted(range(len(files)), key=lambda i: -files[i][1].stat().st_size)
-        context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
         with ProcessPoolExecutor(num_proc, mp_context=context) as pool:
             futures = {pool.submit(_encode_file, *files[i], max_tunes): i for i in order}
             for future in as_completed(futures):
@@ -245,11 +263,9 @@ def build_folk_melodies(
             entry["skipped"][reason] += 1
             examples.setdefault(reason, f"{tune_id}: {message}")
 
-    import music21
-
     summary = {
         "encoding_version": ENCODING_VERSION,
-        "music21_version": music21.__version__,
+        "music21_version": version("music21"),  # as in the cache folder's name
         "collections": {
             name: {**entry, "skipped": dict(sorted(entry["skipped"].items()))} for name, entry in report.items()
         },
@@ -275,9 +291,10 @@ def folk_melodies_cache_path(
     max_files: int | None = None,
     max_tunes_per_file: int | None = None,
 ) -> Path:
-    """Where `load_folk_melodies` keeps a build: `<datasets cache>/hf_vq/folk-melodies-v<version>`, with a suffix
-    naming the subset when the build is limited (so that a quick build never stands in for the full corpus)."""
-    name = f"folk-melodies-v{ENCODING_VERSION}"
+    """Where `load_folk_melodies` keeps a build: `<datasets cache>/hf_vq/folk-melodies-v<ENCODING_VERSION>-music21-
+    <installed version>` (another music21 may parse a tune differently, so its build is another), with a suffix naming
+    the subset when the build is limited (so that a quick build never stands in for the full corpus)."""
+    name = f"folk-melodies-v{ENCODING_VERSION}-music21-{version('music21')}"
     if tuple(collections) != tuple(COLLECTIONS) or max_files is not None or max_tunes_per_file is not None:
         key = json.dumps([list(collections), max_files, max_tunes_per_file])
         name += "-" + hashlib.sha256(key.encode()).hexdigest()[:12]
@@ -356,7 +373,10 @@ def _check_columns(available: list[str], columns: list[str]) -> None:
     for column in columns:
         if column not in available:
             hint = (
-                " (the bar length in steps; pass match_meter=False to cut every tune)" if column != columns[0] else ""
+                " (the bar length in steps; to cut every tune of any meter, pass --match_meter false, or set "
+                "`match_meter: false` in a recipe)"
+                if column != columns[0]
+                else ""
             )
             raise UsageError(f"column {column!r} is not a column of the melody dataset{hint}; columns: {available}")
 

@@ -533,9 +533,11 @@ class SequenceStream(RecordStream):
             dataset, num_bars, bar_length, match_meter, dedupe, tokens_column, bar_column
         )
         if len(windows) == 0:
+            every_tune = ", or cut every tune of any meter (--match_meter false; a recipe's `match_meter: false`)"
             raise UsageError(
                 f"no window of {num_bars} bars of {bar_length} steps with a note in column {tokens_column!r} "
-                f"({self.window_stats}); use shorter windows" + (" or match_meter=False" if match_meter else "")
+                f"({self.window_stats}); use fewer bars (`num_bars` in the model config)"
+                + (every_tune if match_meter else "")
             )
         # Windows of one tune are neighbours: a fixed order drawn from the seed spreads them over the whole stream.
         # The stream's records are indices into the windows, which stay here as one (N, T) int8 array.

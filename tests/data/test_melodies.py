@@ -3,6 +3,7 @@ that SequenceStream and melody_windows cut from tunes."""
 
 import json
 import os
+from importlib.metadata import version
 
 import numpy as np
 import pytest
@@ -138,11 +139,42 @@ def test_builtin_registry_builds_into_the_datasets_cache(tiny_corpus, tmp_path, 
     monkeypatch.setattr(melodies.datasets_config, "HF_DATASETS_CACHE", tmp_path / "hf")
     assert "folk-melodies" in BUILTIN_DATASETS
     default = melodies.folk_melodies_cache_path()
-    assert default == tmp_path / "hf" / "hf_vq" / f"folk-melodies-v{melodies.ENCODING_VERSION}"
+    name = f"folk-melodies-v{melodies.ENCODING_VERSION}-music21-{version('music21')}"
+    assert default == tmp_path / "hf" / "hf_vq" / name
     assert melodies.folk_melodies_cache_path(max_files=2) != default  # a quick build never stands in for the corpus
     monkeypatch.setattr(melodies.os, "cpu_count", lambda: 1)
     train = load_builtin("builtin:folk-melodies", split="train")
     assert (default / "dataset_dict.json").is_file() and set(train["tune_id"]) <= KEPT
+
+
+def test_the_cache_is_keyed_by_the_music21_version_the_build_records(tiny_corpus, tmp_path, monkeypatch):
+    # another music21 may parse a tune differently: its build goes to another folder, never read for this one's
+    monkeypatch.setattr(melodies.datasets_config, "HF_DATASETS_CACHE", tmp_path / "hf")
+    installed = melodies.folk_melodies_cache_path()
+    assert installed.name.endswith(f"-music21-{version('music21')}")
+    monkeypatch.setattr(melodies, "version", lambda package: "99.1" if package == "music21" else version(package))
+    other = melodies.folk_melodies_cache_path()
+    assert other.name == f"folk-melodies-v{melodies.ENCODING_VERSION}-music21-99.1" and other != installed
+    assert melodies.folk_melodies_cache_path(max_files=2).name.startswith(other.name + "-")
+    _, report = build()
+    assert report["music21_version"] == "99.1"
+
+
+def test_workers_are_forked_on_linux_only_elsewhere_the_build_runs_in_process(tiny_corpus, monkeypatch):
+    monkeypatch.setattr(melodies.sys, "platform", "linux")
+    assert melodies._worker_context().get_start_method() == "fork"
+    expected, _ = build()
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("started worker processes off Linux")
+
+    monkeypatch.setattr(melodies, "ProcessPoolExecutor", no_pool)
+    for platform in ("darwin", "win32"):
+        monkeypatch.setattr(melodies.sys, "platform", platform)
+        assert melodies._worker_context() is None
+        dataset, _ = build_folk_melodies(collections=("essen", "oneills"), num_proc=4, progress=False)
+        for split in ("train", "test"):
+            assert dataset[split]["tokens"] == expected[split]["tokens"]
 
 
 def test_real_corpus_files_encode():
@@ -253,10 +285,22 @@ def test_missing_columns_and_no_windows_are_usage_errors():
     with pytest.raises(UsageError, match="'tokens'"):
         SequenceStream(data)
     assert len(list(SequenceStream(data, tokens_column="notes"))) == 1
-    with pytest.raises(UsageError, match="'steps_per_bar'"):
+    # the ways on are what a user can pass: training's flag or recipe key, the model config's num_bars
+    with pytest.raises(UsageError, match="column 'steps_per_bar' is not a column") as error:
         SequenceStream(data.remove_columns("steps_per_bar"), tokens_column="notes")
+    message = str(error.value)
+    assert "pass --match_meter false, or set `match_meter: false` in a recipe)" in message and "\n" not in message
     assert len(list(SequenceStream(data.remove_columns("steps_per_bar"), tokens_column="notes", match_meter=False)))
-    with pytest.raises(UsageError, match="no window of 16 bars"):
+    fewer = "use fewer bars (`num_bars` in the model config)"
+    with pytest.raises(UsageError, match="no window of 16 bars") as error:
         SequenceStream(data, num_bars=16, tokens_column="notes")
+    message = str(error.value)
+    assert message.endswith(
+        f"{fewer}, or cut every tune of any meter (--match_meter false; a recipe's `match_meter: false`)"
+    )
+    assert "\n" not in message and "match_meter=False" not in message
+    with pytest.raises(UsageError, match="no window of 16 bars") as error:
+        SequenceStream(data, num_bars=16, tokens_column="notes", match_meter=False)
+    assert str(error.value).endswith(fewer)  # every tune is already cut: fewer bars is the only way on
     with pytest.raises(UsageError, match="transpose"):
         SequenceStream(data, transpose=-1, tokens_column="notes")

@@ -143,9 +143,14 @@ def test_melodies_script_errors_are_one_line(setup, tmp_path):
     config = hf_vq.VAEConfig(in_channels=1, out_channels=1, block_out_channels=[8], layers_per_block=1,
                              norm_num_groups=8, latent_channels=2, sample_size=8)  # fmt: skip
     hf_vq.VAEModel(config).save_pretrained(vae)
+    # the GPT prior takes input_ids as the sequence VAE does, but is no autoencoder
+    prior = tmp_path / "prior"
+    prior_config = hf_vq.VQPriorConfig(codebook_size=8, token_grid_size=(2, 2), n_layer=1, n_head=1, n_embd=8)
+    hf_vq.VQPriorForCausalLM(prior_config).save_pretrained(prior)
     cases = [
         (arguments(tmp_path / "missing", data, tmp_path / "a"), f"--model: no such file or directory: {tmp_path}"),
-        (arguments(vae, data, tmp_path / "b"), "is a VAEModel, not a sequence model"),
+        (arguments(vae, data, tmp_path / "b"), f"--model: {vae} is a VAEModel, not a SequenceVAEModel"),
+        (arguments(prior, data, tmp_path / "p"), f"--model: {prior} is a VQPriorForCausalLM, not a SequenceVAEModel"),
         (arguments(model, data, tmp_path / "c", "--split", "validation"), "has no split 'validation'"),
         (arguments(model, data, tmp_path / "d", "--index_b", "9"), "split 'test' of"),
         (arguments(model, data, tmp_path / "e", "--fraction", "0.7"), "--fraction must be in (0, 0.5]"),
@@ -155,3 +160,39 @@ def test_melodies_script_errors_are_one_line(setup, tmp_path):
             script.main(argv)
         assert message in str(error.value) and "\n" not in str(error.value)
         assert not Path(argv[argv.index("--output_dir") + 1]).exists()  # nothing written
+
+
+def test_melodies_script_cuts_every_tune_of_a_dataset_without_meters_with_match_meter_false(setup, tmp_path):
+    """A melody dataset with only a token column (as on the Hub): refused with the way on, read with
+    `--tokens_column notes --match_meter false`, the windows those of every tune."""
+    model, data = setup
+    tokens_only = tmp_path / "tokens-only"
+    splits = DatasetDict.load_from_disk(str(data))
+    DatasetDict({name: split.select_columns(["tokens"]).rename_column("tokens", "notes")
+                 for name, split in splits.items()}).save_to_disk(str(tokens_only))  # fmt: skip
+    script = load_script("melodies")
+    with pytest.raises(UsageError) as error:
+        script.main(arguments(model, tokens_only, tmp_path / "refused", "--tokens_column", "notes"))
+    message = str(error.value)
+    assert "column 'steps_per_bar' is not a column" in message and "pass --match_meter false" in message
+    assert "\n" not in message and not (tmp_path / "refused").exists()
+
+    output = tmp_path / "out"
+    argv = arguments(model, tokens_only, output, "--tokens_column", "notes", "--match_meter", "false")
+    assert script.main(argv) == 0
+    held_out = melody_windows(load_code_dataset(str(data), "test"), 2, 4, max_windows=6, match_meter=False)
+    assert json.loads((output / "tokens.json").read_text())["originals"] == held_out[:2].tolist()
+    assert json.loads((output / "attributes.json").read_text())["match_meter"] is False
+
+
+def test_melodies_script_match_meter_takes_training_spellings():
+    script = load_script("melodies")
+    required = ["--model", "m", "--output_dir", "o"]
+    assert script.parse_args(required).match_meter is True
+    assert script.parse_args([*required, "--match_meter"]).match_meter is True
+    assert script.parse_args([*required, "--match_meter", "false"]).match_meter is False
+    assert script.parse_args([*required, "--match_meter", "True"]).match_meter is True
+    assert script.parse_args([*required, "--no_match_meter"]).match_meter is False
+    assert script.parse_args(required).tokens_column == "tokens"
+    with pytest.raises(SystemExit):
+        script.parse_args([*required, "--match_meter", "sometimes"])
