@@ -31,7 +31,15 @@ from .models import (
     VQVAEConfig,
     VQVAEModel,
 )
-from .modules import FSQ, DiagonalGaussian, QuantizerOutput, VectorQuantizer
+from .modules import (
+    FSQ,
+    LFQ,
+    DiagonalGaussian,
+    QuantizerOutput,
+    ResidualVectorQuantizer,
+    SimVQ,
+    VectorQuantizer,
+)
 from .pipelines import VQImageGenerationPipeline
 from .utils.configuration_utils import ConvAutoencoderConfig
 from .utils.errors import UsageError
@@ -53,15 +61,18 @@ __all__ = [
     "ConvAutoencoderConfig",
     "DiagonalGaussian",
     "FSQ",
+    "LFQ",
     "PatchDiscriminator",
     "PatchDiscriminatorConfig",
     "PixelCNNPriorConfig",
     "PixelCNNPriorModel",
     "PixelCNNPriorOutput",
     "QuantizerOutput",
+    "ResidualVectorQuantizer",
     "SequenceVAEConfig",
     "SequenceVAEModel",
     "SequenceVAEOutput",
+    "SimVQ",
     "UsageError",
     "VAEConfig",
     "VAEModel",

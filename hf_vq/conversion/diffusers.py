@@ -101,13 +101,19 @@ def vqgan_config_from_vq_model(vq_model_config: Any) -> dict[str, Any]:
 def vq_model_config_from_vqgan(config: Any) -> dict[str, Any]:
     """diffusers `VQModel` keyword arguments from a `VQGANConfig`.
 
-    Only a plain codebook has a diffusers equivalent: no FSQ, cosine codes or factorized codebook (an EMA codebook
-    converts: the EMA only trains it). Raises a `ValueError` for the others.
+    Only a plain codebook has a diffusers equivalent: quantizer_type="vq" without cosine codes or a factorized
+    codebook (an EMA codebook or the rotation trick converts: they only train it). Raises a `ValueError` for the
+    others (FSQ, LFQ, SimVQ, residual quantization).
     """
-    if config.quantizer_type != "vq" or config.vq_use_l2_norm or config.vq_codebook_dim is not None:
+    if config.quantizer_type != "vq":
         raise UsageError(
-            "diffusers' VQModel has a plain nearest-neighbour codebook: a model with quantizer_type='fsq', "
-            "vq_use_l2_norm=True or vq_codebook_dim set would quantize differently there, so it is not converted"
+            f"diffusers' VQModel has a plain nearest-neighbour codebook: a model with quantizer_type="
+            f"{config.quantizer_type!r} would quantize differently there, so it is not converted (only 'vq' converts)"
+        )
+    if config.vq_use_l2_norm or config.vq_codebook_dim is not None:
+        raise UsageError(
+            "diffusers' VQModel has a plain nearest-neighbour codebook: a model with vq_use_l2_norm=True or "
+            "vq_codebook_dim set would quantize differently there, so it is not converted"
         )
     return diffusers_config_kwargs(config, VQ_MODEL_CONFIG_KEYS)
 

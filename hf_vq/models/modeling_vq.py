@@ -2,7 +2,11 @@
 which holds `forward`, `decode`, `encode_indices` and `decode_indices`, the interface the priors and the pipeline use.
 
 A family model (`VQGANModel`, `VQVAEModel`) subclasses `VQPreTrainedModel` and provides `encode(pixel_values)` (the
-latents before quantization), `self.quantize` (a `VectorQuantizer` or `FSQ`) and `decode_quantized(quantized)`.
+latents before quantization), `self.quantize` (the quantizer `build_quantizer` makes of its config: `VectorQuantizer`,
+`FSQ`, `LFQ`, `SimVQ` or `ResidualVectorQuantizer`) and `decode_quantized(quantized)`.
+
+Code grids are (B, h, w) int64 indices, or (B, h, w, depth) with residual quantization (`quantizer_type="residual"`:
+`depth` codes per position, stage by stage); `config.codes_per_position` says which.
 """
 
 from __future__ import annotations
@@ -14,8 +18,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..modules.backbone import init_conv_weights
-from ..modules.checks import check_indices
-from ..modules.quantizers import FSQ, QUANTIZER_STATE_KEYS, VectorQuantizer
+from ..modules.quantizers import QUANTIZER_STATE_KEYS, Quantizer, ResidualVectorQuantizer, VectorQuantizer
 from ..utils.errors import UsageError
 
 
@@ -25,12 +28,14 @@ class VQAutoencoderOutput(ModelOutput):
     Args:
         reconstruction: (B, out_channels, H, W) decoded images in [-1, 1] units.
         quantized: (B, vq_embed_dim, h, w) quantized latents (straight-through gradient to the encoder).
-        indices: (B, h, w) int64 code indices.
-        codebook_loss: () `||sg[z_e] - e||^2` (0 with an EMA codebook or FSQ).
-        commitment_loss: () `||z_e - sg[e]||^2`, unweighted.
-        quantizer_loss: () `codebook_loss + vq_beta * commitment_loss`, the term to add to the reconstruction loss.
-        perplexity: () exp(entropy) of this batch's code histogram.
-        usage: () fraction of codes used in this batch.
+        indices: (B, h, w) int64 code indices; (B, h, w, depth) with residual quantization.
+        codebook_loss: () `||sg[z_e] - e||^2` (0 with an EMA codebook, FSQ or LFQ; summed over residual stages).
+        commitment_loss: () `||z_e - sg[e]||^2`, unweighted (summed over residual stages).
+        quantizer_loss: () `codebook_loss + vq_beta * commitment_loss` (for LFQ, plus its entropy penalty), the term
+            to add to the reconstruction loss.
+        perplexity: () exp(entropy) of this batch's code histogram (the mean over the codebooks of residual
+            quantization).
+        usage: () fraction of codes used in this batch (the mean over the codebooks of residual quantization).
     """
 
     reconstruction: torch.Tensor | None = None
@@ -51,7 +56,7 @@ class VQPreTrainedModel(PreTrainedModel):
     """
 
     main_input_name = "pixel_values"
-    quantize: VectorQuantizer | FSQ
+    quantize: Quantizer
 
     def _init_weights(self, module):
         init_conv_weights(module)
@@ -92,15 +97,17 @@ class VQPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def encode_indices(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) in [-1, 1] -> code indices (B, H/f, W/f) int64."""
+        """Images (B, C, H, W) in [-1, 1] -> code indices (B, H/f, W/f) int64, or (B, H/f, W/f, depth) with residual
+        quantization (`config.codes_per_position` indices per position)."""
         return self.quantize(self.encode(pixel_values)).indices
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """Code indices (B, h, w) in [0, num_vq_embeddings) -> images (B, out_channels, h*f, w*f).
+        """Code indices (B, h, w) in [0, num_vq_embeddings) -> images (B, out_channels, h*f, w*f); with residual
+        quantization (B, h, w, depth), the stages' indices of each position.
 
         In evaluation mode, `decode_indices(encode_indices(x))` equals `forward(x).reconstruction` exactly.
         """
-        check_indices(indices, self.quantize.num_embeddings)
+        # the quantizer checks the grid (shape, integer dtype, range) before it looks anything up
         return self.decode_quantized(self.quantize.embed_indices(indices))
 
     def load_converted_state_dict(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
@@ -117,7 +124,7 @@ class VQPreTrainedModel(PreTrainedModel):
             raise UsageError(
                 f"{source} does not match {type(self).__name__}: missing {missing}, unexpected {unexpected}"
             )
-        if isinstance(self.quantize, VectorQuantizer):
+        if isinstance(self.quantize, (VectorQuantizer, ResidualVectorQuantizer)):
             self.quantize.use_pretrained_codebook()
 
 

@@ -1,9 +1,23 @@
-"""Vector quantization (VQ-VAE, with EMA, cosine codes, factorized codebooks, k-means init and dead-code restart)
-and finite scalar quantization (FSQ).
+"""The quantizers of the VQ models, each selected by a config's `quantizer_type`:
 
-Both take latents (B, C, H, W), like diffusers' `VectorQuantizer`, and return a `QuantizerOutput`. The quantizer's
+- `VectorQuantizer` ("vq"): VQ-VAE, with EMA, cosine codes, factorized codebooks, k-means init, dead-code restart,
+  and the straight-through or rotation-trick gradient (Fifty et al. 2024);
+- `FSQ` ("fsq"): finite scalar quantization (Mentzer et al. 2023);
+- `LFQ` ("lfq"): lookup-free quantization with its entropy penalty (MAGVIT-v2, Yu et al. 2023);
+- `SimVQ` ("simvq"): a frozen random codebook through a learned linear map (Zhu et al. 2024);
+- `ResidualVectorQuantizer` ("residual"): `depth` vector quantizers on successive residuals (SoundStream, RQ-VAE).
+
+All take latents (B, C, H, W), like diffusers' `VectorQuantizer`, and return a `QuantizerOutput`. The quantizer's
 math always runs in float32, even under bf16 / fp16 autocast: nearest-code search and EMA statistics are where low
 precision breaks VQ training first (ties, NaNs, codebook drift).
+
+Across processes (several ranks of one training run) every statistic that changes the model is all-reduced in
+training mode, so that each rank keeps the same quantizer and a run on several processes computes what one process
+would on the whole batch: the EMA sums and dead-code counters of `VectorQuantizer` (and so of the residual stages),
+LFQ's batch code distribution (the diversity term, through a differentiable all-reduce). The code histograms behind
+`perplexity` and `usage` of `LFQ`, `SimVQ` and `ResidualVectorQuantizer` are all-reduced too, so that in training
+they describe the whole global batch (`VectorQuantizer` and `FSQ` report their own process's batch). Evaluation mode
+never communicates: ranks may evaluate different numbers of batches.
 """
 
 from __future__ import annotations
@@ -14,11 +28,21 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_functional
 import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..utils.configuration_utils import check_choice, check_float, check_int, check_int_list
+from ..utils.configuration_utils import (
+    LFQ_MAX_BITS,
+    LFQ_MAX_GROUP_BITS,
+    VQ_GRADIENTS,
+    check_choice,
+    check_float,
+    check_int,
+    check_int_list,
+)
+from ..utils.errors import UsageError
 from .checks import check_feature_maps, check_indices
 
 CODEBOOK_UPDATES = ("loss", "ema")
@@ -39,16 +63,22 @@ ARGMIN_BLOCK = 128
 class QuantizerOutput(ModelOutput):
     """
     Args:
-        quantized: (B, C, H, W) quantized latents. Their values are exactly the (projected) codebook vectors;
-            their gradient passes straight through to the input latents (van den Oord et al. 2017, sec. 3.2).
-        indices: (B, H, W) int64 code indices.
+        quantized: (B, C, H, W) quantized latents. Their values are exactly the (projected) codebook vectors (for
+            residual quantization, their sum over the stages); their gradient passes straight through to the input
+            latents (van den Oord et al. 2017, sec. 3.2), or through the rotation trick.
+        indices: (B, H, W) int64 code indices; (B, H, W, depth) for `ResidualVectorQuantizer`, stage by stage.
         codebook_loss: () `||sg[z_e] - e||^2`, the mean over elements; it moves the codebook (0 when the codebook
-            follows an EMA or for FSQ, whose codes are fixed).
-        commitment_loss: () `||z_e - sg[e]||^2`, unweighted; it keeps the encoder close to its codes.
+            follows an EMA, and for FSQ and LFQ, whose codes are fixed); summed over the stages of residual
+            quantization.
+        commitment_loss: () `||z_e - sg[e]||^2`, unweighted; it keeps the encoder close to its codes (summed over the
+            stages of residual quantization; 0 for FSQ).
         loss: () `codebook_loss + beta * commitment_loss`, the quantizer's term of the training loss (the paper's
-            eq. 3, with beta on the commitment term).
-        perplexity: () `exp(entropy)` of the code histogram of this batch (K when codes are used uniformly).
-        usage: () fraction of the K codes used at least once in this batch.
+            eq. 3, with beta on the commitment term); LFQ adds its entropy penalty (see `LFQ`), which can make it
+            negative.
+        perplexity: () `exp(entropy)` of the code histogram of this batch (K when codes are used uniformly); for
+            residual quantization, the mean over its codebooks.
+        usage: () fraction of the K codes used at least once in this batch; for residual quantization, the mean over
+            its codebooks.
     """
 
     quantized: torch.Tensor | None = None
@@ -124,6 +154,52 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def _global_counts(counts: torch.Tensor, training: bool) -> torch.Tensor:
+    """A code histogram summed over processes in training (the whole global batch's); as it is otherwise."""
+    if training and _distributed():
+        counts = counts.clone()
+        dist.all_reduce(counts)
+    return counts
+
+
+@torch.no_grad()
+def _rotation_constants(
+    z: torch.Tensor, z_q: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The unit vectors and scale of the rotation trick for rows z -> z_q (N, d): z_hat, q_hat, r (each (N, d)) and
+    s = |z_q| / |z| (N, 1), with R = I - 2 r r^T + 2 q_hat z_hat^T the rotation taking z_hat to q_hat (Fifty et al.
+    2024: the product of the Householder reflections about r = (z_hat + q_hat) / |z_hat + q_hat| and about q_hat).
+    `eps` keeps a zero latent from dividing by zero."""
+    z_norm = z.norm(dim=1, keepdim=True).clamp(min=eps)
+    q_norm = z_q.norm(dim=1, keepdim=True)
+    z_hat = z / z_norm
+    q_hat = z_q / q_norm.clamp(min=eps)
+    r = F.normalize(z_hat + q_hat, dim=1, eps=eps)
+    return z_hat, q_hat, r, q_norm / z_norm
+
+
+def straight_through(z: torch.Tensor, z_q: torch.Tensor, gradient: str = "ste") -> torch.Tensor:
+    """Rows z (N, d) -> their codes z_q (N, d), with the value of z_q exactly and the gradient to z of `gradient`.
+
+    `"ste"`: the identity (van den Oord et al. 2017). `"rotation"`: the rotation trick (Fifty et al. 2024): the output
+    is `s R z` with R and s treated as constants (R rotates z / |z| onto z_q / |z_q|, s = |z_q| / |z|), so the
+    gradient reaching z is `s R^T g`: it makes the angle with z that g makes with z_q, scaled by |z_q| / |z|.
+    No codebook gradient flows through the output in either case (the codebook learns through its own loss term).
+
+    The value is written `sg[z_q] + (f(z) - sg[f(z)])`, whose second term is exactly 0, so that the output equals
+    the codes bit for bit (and `decode_indices(encode_indices(x))` equals the forward's reconstruction).
+    """
+    if gradient == "ste":
+        moved = z
+    else:
+        z_hat, q_hat, r, scale = _rotation_constants(z.detach(), z_q.detach())
+        # s R z = s (z - 2 r (r.z) + 2 q_hat (z_hat.z)): R applied row by row without forming it, (N, d)
+        moved = scale * (
+            z - 2 * r * (r * z).sum(dim=1, keepdim=True) + 2 * q_hat * (z_hat * z).sum(dim=1, keepdim=True)
+        )
+    return z_q.detach() + (moved - moved.detach())
+
+
 class VectorQuantizer(nn.Module):
     """Vector quantizer with the loss of the VQ-VAE paper, `||sg[z_e] - e||^2 + beta * ||z_e - sg[e]||^2`.
 
@@ -149,6 +225,9 @@ class VectorQuantizer(nn.Module):
             window, and should be hit several times (e.g. 20 steps for K = 1024 at 1,024 latents per step, ~100
             for K = 16384).
         search_chunk_elements: memory bound of the nearest-code search (see `nearest_codes`).
+        gradient: how the gradient of the quantized latents reaches the encoder: `"ste"` (straight-through copy) or
+            `"rotation"` (the rotation trick of Fifty et al. 2024; see `straight_through`). The forward values are
+            the codes either way.
     """
 
     def __init__(
@@ -165,12 +244,14 @@ class VectorQuantizer(nn.Module):
         kmeans_iters: int = 10,
         dead_code_threshold: int | None = None,
         search_chunk_elements: int = DEFAULT_SEARCH_CHUNK_ELEMENTS,
+        gradient: str = "ste",
     ):
         super().__init__()
         check_int("num_embeddings", num_embeddings, minimum=2)
         check_int("embedding_dim", embedding_dim, minimum=1)
         check_float("beta", beta, minimum=0.0)
         check_choice("codebook_update", codebook_update, CODEBOOK_UPDATES)
+        check_choice("gradient", gradient, VQ_GRADIENTS)
         check_float("ema_decay", ema_decay, 0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True)
         check_float("ema_epsilon", ema_epsilon, 0.0, exclusive_minimum=True)
         check_int("kmeans_iters", kmeans_iters, minimum=1)
@@ -191,6 +272,7 @@ class VectorQuantizer(nn.Module):
         self.kmeans_iters = kmeans_iters
         self.dead_code_threshold = dead_code_threshold
         self.search_chunk_elements = search_chunk_elements
+        self.gradient = gradient
 
         dim = embedding_dim if codebook_dim is None else codebook_dim
         self.codebook_dim = dim
@@ -251,22 +333,9 @@ class VectorQuantizer(nn.Module):
         batch, _, height, width = latents.shape
         with torch.autocast(device_type=latents.device.type, enabled=False):
             z = self._project_in(_to_rows(latents.float()))  # (N, d), N = B*H*W
-            if self.training:
-                self._maintain_codebook(z.detach())
-            codebook = self.codebook()  # (K, d)
-            indices = nearest_codes(z.detach(), codebook.detach(), self.search_chunk_elements)  # (N,)
-            z_q = F.embedding(indices, codebook)  # (N, d); differentiable in the codebook
-            commitment_loss = F.mse_loss(z, z_q.detach())
-            if self.codebook_update == "loss":
-                codebook_loss = F.mse_loss(z_q, z.detach())
-            else:
-                codebook_loss = z.new_zeros(())
-            # Straight-through estimator written so that the value is exactly z_q (z - sg[z] is exactly 0), which
-            # keeps decode_indices(encode_indices(x)) bit-identical to forward; the gradient w.r.t. z is identity.
-            quantized = self._project_out(z_q.detach() + (z - z.detach()))
-            counts = torch.bincount(indices, minlength=self.num_embeddings)  # (K,)
-            if self.training:
-                self._update_after_step(z.detach(), indices, counts)
+            z_q, indices, codebook_loss, commitment_loss, counts = self._quantize(z)
+            # The value is exactly z_q, which keeps decode_indices(encode_indices(x)) bit-identical to forward.
+            quantized = self._project_out(straight_through(z, z_q, self.gradient))
             perplexity, usage = code_statistics(counts)
         return QuantizerOutput(
             quantized=_to_grid(quantized, batch, height, width),
@@ -277,6 +346,29 @@ class VectorQuantizer(nn.Module):
             perplexity=perplexity,
             usage=usage,
         )
+
+    def _quantize(
+        self, z: torch.Tensor, maintain: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows z (N, d) in codebook space -> their codes z_q (N, d, differentiable in the codebook), indices (N,),
+        the codebook and commitment terms and the code histogram (K,). In training mode the codebook is maintained
+        (k-means, restarts) before the search and updated (EMA, dead-code counters) after it, unless `maintain` is
+        False (a shared codebook of residual quantization does both once per step over every stage)."""
+        maintain = maintain and self.training
+        if maintain:
+            self._maintain_codebook(z.detach())
+        codebook = self.codebook()  # (K, d)
+        indices = nearest_codes(z.detach(), codebook.detach(), self.search_chunk_elements)  # (N,)
+        z_q = F.embedding(indices, codebook)  # (N, d); differentiable in the codebook
+        commitment_loss = F.mse_loss(z, z_q.detach())
+        if self.codebook_update == "loss":
+            codebook_loss = F.mse_loss(z_q, z.detach())
+        else:
+            codebook_loss = z.new_zeros(())
+        counts = torch.bincount(indices, minlength=self.num_embeddings)  # (K,)
+        if maintain:
+            self._update_after_step(z.detach(), indices, counts)
+        return z_q, indices, codebook_loss, commitment_loss, counts
 
     # ----- codebook maintenance (training mode only; every rank ends with the same codebook) -----
 
@@ -370,6 +462,8 @@ class VectorQuantizer(nn.Module):
         extras.append(f"codebook_update={self.codebook_update!r}")
         if self.use_l2_norm:
             extras.append("use_l2_norm=True")
+        if self.gradient != "ste":
+            extras.append(f"gradient={self.gradient!r}")
         return ", ".join(extras)
 
 
@@ -466,19 +560,445 @@ class FSQ(nn.Module):
         return f"levels={self.levels}, embedding_dim={self.embedding_dim}, num_embeddings={self.num_embeddings}"
 
 
-def build_quantizer(config) -> VectorQuantizer | FSQ:
+def _bit_table(bits: int, device: torch.device) -> torch.Tensor:
+    """(2**bits, bits) float 0/1: row i holds the bits of i, least significant first (LFQ's index layout)."""
+    codes = torch.arange(2**bits, device=device).unsqueeze(1)  # (2**bits, 1)
+    return ((codes >> torch.arange(bits, device=device)) & 1).float()
+
+
+class LFQ(nn.Module):
+    """Lookup-free quantization (MAGVIT-v2, Yu et al. 2023, sec. 3.1): each of `bits = log2(K)` channels is
+    quantized to its sign, so the codebook is the implicit grid `{-s, +s}^bits` and a code's index is the number
+    whose bit j is 1 where channel j is positive (channel 0 is the least significant bit). There is no search and no
+    codebook to collapse; the gradient passes straight through the signs.
+
+    Its loss is `beta * commitment + entropy_weight * H_sample - diversity_weight * H_batch` (the commitment term and
+    MAGVIT-v2's entropy penalty), with `p(c | z) = softmax_c(-||z - c||^2 / temperature)` over the K codes:
+    `H_sample`, the mean over latents of the entropy of p(. | z), is pushed down (confident codes); `H_batch`, the
+    entropy of the batch's mean distribution `q = E_z[p(. | z)]`, is pushed up (every code used). Entropies are in
+    nats. The defaults are Open-MAGVIT2's (entropy loss weight 0.1 on both terms, commitment 0.25, temperature 0.01).
+
+    Neither term materializes the (N, K) matrix of p:
+    - `-||z - c||^2 = 2 z.c + const`, so p(c | z) is a product over bits, with `p(bit j = 1 | z) =
+      sigmoid(4 s z_j / temperature)`. `H_sample` is therefore exactly the sum of the bits' binary entropies,
+      computed from (N, bits) values.
+    - q is a mixture of product distributions, under which the bits are dependent: its entropy does not split. The
+      bits are cut into `ceil(bits / group_bits)` groups of nearly equal size; each group's marginal q_k (its 2^g
+      codes, the batch mean of the group's product distribution, (N, 2^g) per group) is exact, and the computed
+      `H_batch = sum_k H(q_k)` is exact with one group (bits <= group_bits, e.g. K <= 1024 at the default 10) and
+      otherwise an upper bound of H(q) (subadditivity of entropy), equal to it when the groups are independent
+      under q. Raising the bound spreads each group's codes uniformly, but does not by itself forbid groups that
+      move together (two groups always taking matching patterns use fewer joint codes than the bound suggests);
+      `usage` and `perplexity`, counted over the joint codes, show it. Memory: N * sum_k 2^g floats (N * 1024 for
+      2^18 codes in two groups of 9 bits).
+
+    In training with several processes, q is the mean over the whole global batch (a differentiable all-reduce), so
+    that the diversity term and its gradient are those of one process holding every rank's latents.
+
+    Args:
+        num_embeddings: codebook size K, a power of 2 (at most 2**24).
+        embedding_dim: channels of the latents it takes; when it differs from log2(K), learned linear projections
+            map to and from the log2(K) binary channels.
+        beta: weight of the commitment term `||z - sg[sign(z)]||^2` (on the binary channels).
+        entropy_weight: weight of the per-sample entropy (pushed down).
+        diversity_weight: weight of the batch entropy (pushed up).
+        temperature: temperature of p(c | z); small values make it nearly one-hot.
+        group_bits: most bits per group of the batch entropy (at most 16).
+        code_scale: s, the magnitude of the codes (codes are -s or +s per channel).
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        beta: float = 0.25,
+        entropy_weight: float = 0.1,
+        diversity_weight: float = 0.1,
+        temperature: float = 0.01,
+        group_bits: int = 10,
+        code_scale: float = 1.0,
+    ):
+        super().__init__()
+        check_int("num_embeddings", num_embeddings, minimum=2, maximum=2**LFQ_MAX_BITS)
+        if num_embeddings & (num_embeddings - 1):
+            lower, upper = 1 << (num_embeddings.bit_length() - 1), 1 << num_embeddings.bit_length()
+            raise UsageError(
+                f"`num_embeddings` ({num_embeddings}) must be a power of 2 for LFQ: its codes are the sign patterns "
+                f"of log2(K) channels (e.g. {lower} or {upper})"
+            )
+        check_int("embedding_dim", embedding_dim, minimum=1)
+        for name, value in (
+            ("beta", beta),
+            ("entropy_weight", entropy_weight),
+            ("diversity_weight", diversity_weight),
+        ):
+            check_float(name, value, minimum=0.0)
+        check_float("temperature", temperature, 0.0, exclusive_minimum=True)
+        check_int("group_bits", group_bits, minimum=1, maximum=LFQ_MAX_GROUP_BITS)
+        check_float("code_scale", code_scale, 0.0, exclusive_minimum=True)
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.bits = num_embeddings.bit_length() - 1
+        self.beta = beta
+        self.entropy_weight = entropy_weight
+        self.diversity_weight = diversity_weight
+        self.temperature = temperature
+        self.group_bits = group_bits
+        self.code_scale = code_scale
+        # Nearly equal groups: `extra` groups of base + 1 bits, the rest of base bits.
+        num_groups = -(-self.bits // group_bits)
+        base, extra = divmod(self.bits, num_groups)
+        self.group_sizes = [base + 1] * extra + [base] * (num_groups - extra)
+        self.in_proj = nn.Linear(embedding_dim, self.bits) if embedding_dim != self.bits else None
+        self.out_proj = nn.Linear(self.bits, embedding_dim) if embedding_dim != self.bits else None
+
+    def _codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Indices (N,) -> their codes (N, bits) in {-s, +s}."""
+        bits = (indices.unsqueeze(1) >> torch.arange(self.bits, device=indices.device)) & 1  # (N, bits)
+        return torch.where(bits.bool(), self.code_scale, -self.code_scale)
+
+    def entropy_terms(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-sample entropy (exact) and the grouped batch entropy (exact with one group, else an upper bound)
+        of rows z (N, bits) on the binary channels, in nats; see the class docstring."""
+        # log p(bit j = 1 | z) - log p(bit j = 0 | z) = (||z - (-s)||^2 - ||z - s||^2) / T along channel j
+        logits = z * (4 * self.code_scale / self.temperature)  # (N, bits)
+        # binary entropy of sigmoid(a), written stably: softplus(a) - a * sigmoid(a)
+        per_sample = (F.softplus(logits) - logits * torch.sigmoid(logits)).sum(dim=1).mean()
+        sums, start = [], 0
+        for size in self.group_sizes:
+            # softmax over the group's 2^g codes of sum_j bit_j * a_j is the product of the bits' probabilities
+            group_logits = logits[:, start : start + size] @ _bit_table(size, z.device).to(z.dtype).t()  # (N, 2^g)
+            sums.append(torch.softmax(group_logits, dim=1).sum(dim=0))  # (2^g,)
+            start += size
+        totals = torch.cat([*sums, z.new_tensor([z.shape[0]])])  # the group sums, then the count of latents
+        if self.training and _distributed():
+            totals = dist_functional.all_reduce(totals)  # differentiable: its backward all-reduces the gradients
+        means = totals[:-1] / totals[-1]
+        # q log q with q clamped inside the log: codes whose probability underflows to 0 keep a finite gradient
+        batch = -(means * torch.log(means.clamp(min=1e-30))).sum()
+        return per_sample, batch
+
+    def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, h, w) -> quantized latents (B, embedding_dim, h, w), the same values `forward` gives."""
+        check_indices(indices, self.num_embeddings)
+        batch, height, width = indices.shape
+        with torch.autocast(device_type=indices.device.type, enabled=False):
+            rows = self._codes(indices.reshape(-1))  # (N, bits)
+            rows = self.out_proj(rows) if self.out_proj is not None else rows
+        return _to_grid(rows, batch, height, width)
+
+    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
+        """Quantize latents (B, C, H, W) to the signs of their binary channels."""
+        check_feature_maps(latents, "latents", self.embedding_dim, "embedding_dim")
+        batch, _, height, width = latents.shape
+        with torch.autocast(device_type=latents.device.type, enabled=False):
+            z = _to_rows(latents.float())  # (N, C)
+            z = self.in_proj(z) if self.in_proj is not None else z  # (N, bits)
+            positive = z > 0  # (N, bits)
+            codes = torch.where(positive, self.code_scale, -self.code_scale)  # (N, bits)
+            shifts = torch.arange(self.bits, device=z.device)
+            indices = (positive.long() << shifts).sum(dim=1)  # (N,) int64: the bits packed, channel 0 lowest
+            commitment_loss = F.mse_loss(z, codes)
+            per_sample_entropy, batch_entropy = self.entropy_terms(z)
+            rows = straight_through(z, codes)
+            quantized = self.out_proj(rows) if self.out_proj is not None else rows
+            counts = _global_counts(torch.bincount(indices, minlength=self.num_embeddings), self.training)
+            perplexity, usage = code_statistics(counts)
+        loss = (
+            self.beta * commitment_loss
+            + self.entropy_weight * per_sample_entropy
+            - self.diversity_weight * batch_entropy
+        )
+        return QuantizerOutput(
+            quantized=_to_grid(quantized, batch, height, width),
+            indices=indices.view(batch, height, width),
+            codebook_loss=z.new_zeros(()),
+            commitment_loss=commitment_loss,
+            loss=loss,
+            perplexity=perplexity,
+            usage=usage,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}, bits={self.bits}, "
+            f"group_sizes={self.group_sizes}, temperature={self.temperature}"
+        )
+
+
+class SimVQ(nn.Module):
+    """SimVQ (Zhu et al. 2024, "Addressing Representation Collapse in Vector Quantized Models with One Linear
+    Layer"): the codes are a frozen random codebook C (K, D) through a learned linear map, `C W^T + b`. The loss
+    moves the map, and with it every code at once, instead of the few codes a batch selects, which is what keeps the
+    whole codebook in use.
+
+    The loss is VectorQuantizer's, `||sg[z_e] - e||^2 + beta * ||z_e - sg[e]||^2`, where the codebook term trains
+    the map only. The frozen codebook is `embedding` (its weight does not require gradients: no optimizer moves it),
+    drawn from N(0, 1 / D) as in the paper's code; the map is `projection`, PyTorch's default initialization.
+
+    Args:
+        num_embeddings: codebook size K.
+        embedding_dim: channels D of the latents it takes (and of the codes).
+        beta: weight of the commitment term.
+        gradient: `"ste"` or `"rotation"`, as for `VectorQuantizer`.
+        search_chunk_elements: memory bound of the nearest-code search (see `nearest_codes`).
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        beta: float = 0.25,
+        gradient: str = "ste",
+        search_chunk_elements: int = DEFAULT_SEARCH_CHUNK_ELEMENTS,
+    ):
+        super().__init__()
+        check_int("num_embeddings", num_embeddings, minimum=2)
+        check_int("embedding_dim", embedding_dim, minimum=1)
+        check_float("beta", beta, minimum=0.0)
+        check_choice("gradient", gradient, VQ_GRADIENTS)
+        check_int("search_chunk_elements", search_chunk_elements, minimum=1)
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.beta = beta
+        self.gradient = gradient
+        self.search_chunk_elements = search_chunk_elements
+        self.embedding = nn.Embedding(num_embeddings, embedding_dim)
+        self.embedding.weight.requires_grad_(False)  # frozen: only the map learns
+        self.projection = nn.Linear(embedding_dim, embedding_dim)
+        self.reset_codebook()
+
+    @torch.no_grad()
+    def reset_codebook(self) -> None:
+        """The frozen codebook from N(0, 1 / D)."""
+        # nn.init, not Tensor.normal_: transformers guards nn.init so that weights loaded from a checkpoint stay.
+        nn.init.normal_(self.embedding.weight, mean=0.0, std=self.embedding_dim**-0.5)
+
+    def codebook(self) -> torch.Tensor:
+        """The codes searched against, (K, D) float32: the frozen codebook through the map (differentiable in it)."""
+        return self.projection(self.embedding.weight.float())
+
+    def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, h, w) -> quantized latents (B, embedding_dim, h, w), the same values `forward` gives."""
+        check_indices(indices, self.num_embeddings)
+        batch, height, width = indices.shape
+        with torch.autocast(device_type=indices.device.type, enabled=False):
+            rows = F.embedding(indices.reshape(-1), self.codebook())
+        return _to_grid(rows, batch, height, width)
+
+    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
+        """Quantize latents (B, C, H, W) to their nearest transformed codes."""
+        check_feature_maps(latents, "latents", self.embedding_dim, "embedding_dim")
+        batch, _, height, width = latents.shape
+        with torch.autocast(device_type=latents.device.type, enabled=False):
+            z = _to_rows(latents.float())  # (N, D)
+            # The whole transformed codebook, (K, D): the search needs it, and gathering from it (rather than mapping
+            # the selected rows) gives the values embed_indices gives, bit for bit.
+            codebook = self.codebook()
+            indices = nearest_codes(z.detach(), codebook.detach(), self.search_chunk_elements)  # (N,)
+            z_q = F.embedding(indices, codebook)  # (N, D); differentiable in the map
+            codebook_loss = F.mse_loss(z_q, z.detach())
+            commitment_loss = F.mse_loss(z, z_q.detach())
+            quantized = straight_through(z, z_q, self.gradient)
+            counts = _global_counts(torch.bincount(indices, minlength=self.num_embeddings), self.training)
+            perplexity, usage = code_statistics(counts)
+        return QuantizerOutput(
+            quantized=_to_grid(quantized, batch, height, width),
+            indices=indices.view(batch, height, width),
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment_loss,
+            loss=codebook_loss + self.beta * commitment_loss,
+            perplexity=perplexity,
+            usage=usage,
+        )
+
+    def extra_repr(self) -> str:
+        extras = f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}, beta={self.beta}"
+        return extras + (f", gradient={self.gradient!r}" if self.gradient != "ste" else "")
+
+
+class ResidualVectorQuantizer(nn.Module):
+    """Residual vector quantization (SoundStream, Zeghidour et al. 2021; RQ-VAE, Lee et al. 2022): stage k quantizes
+    what the previous stages left, `r_k = z - (e_1 + ... + e_{k-1})`, with a `VectorQuantizer`; the quantized latent
+    is the sum of the `depth` codes and each position has `depth` indices, (B, H, W, depth).
+
+    Loss terms are summed over the stages: `codebook_loss = sum_k ||sg[r_k] - e_k||^2`, `commitment_loss =
+    sum_k ||r_k - sg[e_k]||^2` (= RQ-VAE's `sum_k ||z - sg[e_1 + ... + e_k]||^2`), `loss = codebook_loss + beta *
+    commitment_loss`. The gradient to the latents passes once through the sum (straight-through, or the rotation
+    trick from z to the sum), not once per stage.
+
+    Every stage keeps the VectorQuantizer's codebook maintenance (EMA, k-means on its own residuals, restarts), each
+    all-reduced across processes. A shared codebook (`shared_codebook=True`, RQ-VAE's choice) is one VectorQuantizer
+    searched at every stage; its k-means and restarts draw from the input latents and its EMA and dead-code
+    counters take the assignments of every stage, once per step.
+
+    Args:
+        num_embeddings: codes K per codebook.
+        embedding_dim: channels D of the latents it takes.
+        depth: number of stages (indices per position).
+        shared_codebook: one codebook for every stage instead of one per stage.
+        beta, gradient, codebook_update, ema_decay, ema_epsilon, kmeans_init, kmeans_iters, dead_code_threshold,
+            search_chunk_elements: as for `VectorQuantizer`, for every stage (`gradient` acts once, on the sum).
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        depth: int = 4,
+        shared_codebook: bool = False,
+        beta: float = 0.25,
+        gradient: str = "ste",
+        codebook_update: str = "loss",
+        ema_decay: float = 0.99,
+        ema_epsilon: float = 1e-5,
+        kmeans_init: bool = False,
+        kmeans_iters: int = 10,
+        dead_code_threshold: int | None = None,
+        search_chunk_elements: int = DEFAULT_SEARCH_CHUNK_ELEMENTS,
+    ):
+        super().__init__()
+        check_int("depth", depth, minimum=1)
+        check_choice("gradient", gradient, VQ_GRADIENTS)
+        if not isinstance(shared_codebook, bool):
+            raise UsageError(f"`shared_codebook` must be a bool, got {shared_codebook!r}")
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.depth = depth
+        self.shared_codebook = shared_codebook
+        self.beta = beta
+        self.gradient = gradient
+        stage_kwargs = dict(
+            beta=beta,
+            codebook_update=codebook_update,
+            ema_decay=ema_decay,
+            ema_epsilon=ema_epsilon,
+            kmeans_init=kmeans_init,
+            kmeans_iters=kmeans_iters,
+            dead_code_threshold=dead_code_threshold,
+            search_chunk_elements=search_chunk_elements,
+        )
+        self.stages = nn.ModuleList(
+            VectorQuantizer(num_embeddings, embedding_dim, **stage_kwargs)
+            for _ in range(1 if shared_codebook else depth)
+        )
+
+    def _stage(self, k: int) -> VectorQuantizer:
+        return self.stages[0 if self.shared_codebook else k]
+
+    @torch.no_grad()
+    def use_pretrained_codebook(self) -> None:
+        """Treat every codebook as trained: no k-means over it, EMA restarts from it."""
+        for stage in self.stages:
+            stage.use_pretrained_codebook()
+
+    def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, h, w, depth) -> quantized latents (B, embedding_dim, h, w), the sum of the stages' codes:
+        the same values `forward` gives."""
+        if not isinstance(indices, torch.Tensor) or indices.ndim != 4 or indices.shape[-1] != self.depth:
+            shape = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__
+            raise UsageError(
+                f"indices must be a (batch, height, width, {self.depth}) grid of code indices, one per stage of the "
+                f"residual quantizer (depth {self.depth}), got shape {shape}"
+            )
+        check_indices(indices.flatten(2), self.num_embeddings)  # dtype and range; (B, h, w * depth)
+        batch, height, width, _ = indices.shape
+        with torch.autocast(device_type=indices.device.type, enabled=False):
+            flat = indices.reshape(-1, self.depth)  # (N, depth)
+            total = torch.zeros(flat.shape[0], self.embedding_dim, device=indices.device)  # (N, D)
+            for k in range(self.depth):  # summed in the forward's order, so that the values are the same
+                total = total + F.embedding(flat[:, k], self._stage(k).codebook())
+        return _to_grid(total, batch, height, width)
+
+    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
+        """Quantize latents (B, C, H, W) stage by stage on their residuals."""
+        check_feature_maps(latents, "latents", self.embedding_dim, "embedding_dim")
+        batch, _, height, width = latents.shape
+        with torch.autocast(device_type=latents.device.type, enabled=False):
+            z = _to_rows(latents.float())  # (N, D)
+            shared = self.stages[0] if self.shared_codebook else None
+            if shared is not None and self.training:
+                shared._maintain_codebook(z.detach())
+            residual, total = z, torch.zeros_like(z)  # (N, D) each
+            inputs, indices, counts, codebook_losses, commitment_losses = [], [], [], [], []
+            for k in range(self.depth):
+                # the residual keeps its gradient to z (commitment), the codes taken off it do not
+                z_q, stage_indices, codebook_loss, commitment_loss, stage_counts = self._stage(k)._quantize(
+                    residual, maintain=shared is None
+                )
+                inputs.append(residual.detach())
+                indices.append(stage_indices)
+                counts.append(stage_counts)
+                codebook_losses.append(codebook_loss)
+                commitment_losses.append(commitment_loss)
+                total = total + z_q.detach()
+                residual = residual - z_q.detach()
+            counts = torch.stack(counts)  # (depth, K)
+            if shared is not None and self.training:
+                shared._update_after_step(torch.cat(inputs), torch.cat(indices), counts.sum(dim=0))
+            quantized = straight_through(z, total, self.gradient)
+            # per codebook: the shared one pooled over the stages, else one row per stage
+            counts = _global_counts(counts.sum(dim=0, keepdim=True) if shared is not None else counts, self.training)
+            probs = counts.float() / counts.sum(dim=1, keepdim=True).clamp(min=1)  # (codebooks, K)
+            perplexity = (-(probs * torch.log(probs.clamp(min=1e-12))).sum(dim=1)).exp().mean()
+            usage = (counts > 0).float().mean()  # every codebook has K codes: the mean of their usages
+            codebook_loss = torch.stack(codebook_losses).sum()
+            commitment_loss = torch.stack(commitment_losses).sum()
+        return QuantizerOutput(
+            quantized=_to_grid(quantized, batch, height, width),
+            indices=torch.stack(indices, dim=1).view(batch, height, width, self.depth),
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment_loss,
+            loss=codebook_loss + self.beta * commitment_loss,
+            perplexity=perplexity,
+            usage=usage,
+        )
+
+    def extra_repr(self) -> str:
+        return f"depth={self.depth}, shared_codebook={self.shared_codebook}, gradient={self.gradient!r}"
+
+
+Quantizer = VectorQuantizer | FSQ | LFQ | SimVQ | ResidualVectorQuantizer
+
+
+def build_quantizer(config) -> Quantizer:
     """The quantizer a `QuantizerConfigMixin` config describes, taking `vq_embed_dim`-channel latents."""
     if config.quantizer_type == "fsq":
         return FSQ(config.fsq_levels, embedding_dim=config.vq_embed_dim)
-    return VectorQuantizer(
-        config.num_vq_embeddings,
-        config.vq_embed_dim,
+    if config.quantizer_type == "lfq":
+        return LFQ(
+            config.num_vq_embeddings,
+            config.vq_embed_dim,
+            beta=config.vq_beta,
+            entropy_weight=config.lfq_entropy_weight,
+            diversity_weight=config.lfq_diversity_weight,
+            temperature=config.lfq_temperature,
+            group_bits=config.lfq_group_bits,
+            code_scale=config.lfq_code_scale,
+        )
+    if config.quantizer_type == "simvq":
+        return SimVQ(config.num_vq_embeddings, config.vq_embed_dim, beta=config.vq_beta, gradient=config.vq_gradient)
+    codebook_kwargs = dict(
         beta=config.vq_beta,
+        gradient=config.vq_gradient,
         codebook_update=config.vq_codebook_update,
         ema_decay=config.vq_ema_decay,
         ema_epsilon=config.vq_ema_epsilon,
-        use_l2_norm=config.vq_use_l2_norm,
-        codebook_dim=config.vq_codebook_dim,
         kmeans_init=config.vq_kmeans_init,
         dead_code_threshold=config.vq_dead_code_threshold,
+    )
+    if config.quantizer_type == "residual":
+        return ResidualVectorQuantizer(
+            config.num_vq_embeddings,
+            config.vq_embed_dim,
+            depth=config.residual_depth,
+            shared_codebook=config.residual_shared_codebook,
+            **codebook_kwargs,
+        )
+    return VectorQuantizer(
+        config.num_vq_embeddings,
+        config.vq_embed_dim,
+        use_l2_norm=config.vq_use_l2_norm,
+        codebook_dim=config.vq_codebook_dim,
+        **codebook_kwargs,
     )

@@ -289,7 +289,14 @@ def latent_side(config: PreTrainedConfig, resolution: int | None = None) -> int:
     return resolution // config.downsample_factor
 
 
-QUANTIZER_TYPES = ("vq", "fsq")
+QUANTIZER_TYPES = ("vq", "fsq", "lfq", "simvq", "residual")
+# How a quantizer's gradient reaches the encoder: straight-through, or the rotation trick.
+VQ_GRADIENTS = ("ste", "rotation")
+# LFQ packs its binary codes into int64 indices and keeps a histogram of K = 2**bits counts per step (as do the
+# codebook metrics): 2**24 codes (128 MiB of counts) is the largest size it takes. Its batch entropy materializes
+# 2**g probabilities per latent for each group of g bits: at most 16 bits a group.
+LFQ_MAX_BITS = 24
+LFQ_MAX_GROUP_BITS = 16
 
 
 class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
@@ -298,11 +305,19 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
     resolved `vq_embed_dim`.
 
     Args:
-        quantizer_type (`str`, defaults to `"vq"`): `"vq"` (a learned codebook, `VectorQuantizer`) or `"fsq"`
-            (finite scalar quantization, `FSQ`, an implicit codebook of `fsq_levels`).
-        num_vq_embeddings (`int`): codebook size K. With FSQ it is the product of `fsq_levels`, filled in for you.
+        quantizer_type (`str`, defaults to `"vq"`): `"vq"` (a learned codebook, `VectorQuantizer`), `"fsq"` (finite
+            scalar quantization, `FSQ`, an implicit codebook of `fsq_levels`), `"lfq"` (lookup-free quantization,
+            `LFQ`: the signs of log2(num_vq_embeddings) channels), `"simvq"` (a frozen random codebook through a
+            learned linear map, `SimVQ`) or `"residual"` (`residual_depth` vector quantizers on successive residuals,
+            `ResidualVectorQuantizer`: code grids (B, h, w, residual_depth)).
+        num_vq_embeddings (`int`): codebook size K (per codebook for `"residual"`; a power of 2 for `"lfq"`). With
+            FSQ it is the product of `fsq_levels`, filled in for you.
         vq_embed_dim (`int`, *optional*): channels of the quantized latents.
-        vq_beta (`float`, defaults to 0.25): weight of the commitment term `||z_e - sg[e]||^2`.
+        vq_beta (`float`, defaults to 0.25): weight of the commitment term `||z_e - sg[e]||^2` (every quantizer
+            but FSQ, which has none).
+        vq_gradient (`str`, defaults to `"ste"`): how the gradient reaches the encoder through `"vq"`, `"simvq"` and
+            `"residual"` quantization: `"ste"` (straight-through) or `"rotation"` (the rotation trick, Fifty et al.
+            2024). The codes are the same either way.
         vq_codebook_update (`str`, defaults to `"loss"`): `"loss"` (the codebook term trains the codebook) or
             `"ema"` (exponential moving averages, all-reduced across processes).
         vq_ema_decay (`float`, defaults to 0.99), vq_ema_epsilon (`float`, defaults to 1e-5): EMA decay and Laplace
@@ -314,6 +329,19 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
         vq_dead_code_threshold (`int`, *optional*): re-seed a code unused for this many training steps; scale it with
             K over the latents per step, so that a code used at the average rate is hit several times per window.
         fsq_levels (`list[int]`, *optional*): FSQ levels per channel, e.g. `[8, 5, 5, 5]`.
+        lfq_entropy_weight (`float`, defaults to 0.1): LFQ's weight on the per-sample entropy (pushed down).
+        lfq_diversity_weight (`float`, defaults to 0.1): LFQ's weight on the batch code entropy (pushed up).
+        lfq_temperature (`float`, defaults to 0.01): temperature of LFQ's code distribution
+            `softmax(-||z - c||^2 / T)`.
+        lfq_group_bits (`int`, defaults to 10): most bits per group of LFQ's batch entropy (1 to 16): exact for
+            codebooks of up to 2**lfq_group_bits codes, an upper bound of it for larger ones (see `LFQ`).
+        lfq_code_scale (`float`, defaults to 1.0): magnitude of LFQ's codes (-s or +s per channel).
+        residual_depth (`int`, defaults to 4): stages of residual quantization, the codes per position.
+        residual_shared_codebook (`bool`, defaults to `False`): one codebook for every stage (RQ-VAE) instead of one
+            per stage (SoundStream).
+
+    The fields of one quantizer are unused by the others: the lfq_* fields by every type but `"lfq"`, the residual_*
+    fields by every type but `"residual"`.
     """
 
     quantizer_type: str = "vq"
@@ -328,10 +356,23 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
     vq_kmeans_init: bool = False
     vq_dead_code_threshold: int | None = None
     fsq_levels: list[int] | tuple[int, ...] | None = None
+    vq_gradient: str = "ste"
+    lfq_entropy_weight: float = 0.1
+    lfq_diversity_weight: float = 0.1
+    lfq_temperature: float = 0.01
+    lfq_group_bits: int = 10
+    lfq_code_scale: float = 1.0
+    residual_depth: int = 4
+    residual_shared_codebook: bool = False
 
     def _check_quantizer(self) -> None:
         check_choice("quantizer_type", self.quantizer_type, QUANTIZER_TYPES)
         check_int("vq_embed_dim", self.vq_embed_dim, minimum=1)
+        check_choice("vq_gradient", self.vq_gradient, VQ_GRADIENTS)
+        self._check_lfq_fields()
+        check_int("residual_depth", self.residual_depth, minimum=1)
+        if not isinstance(self.residual_shared_codebook, bool):
+            raise UsageError(f"`residual_shared_codebook` must be a bool, got {self.residual_shared_codebook!r}")
         if self.quantizer_type == "fsq":
             self._check_fsq()
             return
@@ -339,6 +380,21 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
             raise UsageError("`fsq_levels` applies to quantizer_type='fsq' only; unset it or set quantizer_type='fsq'")
         check_int("num_vq_embeddings", self.num_vq_embeddings, minimum=2)
         check_float("vq_beta", self.vq_beta, minimum=0.0)
+        if self.quantizer_type == "lfq":
+            self._check_lfq()
+            return
+        if self.quantizer_type == "simvq":
+            self._refuse_codebook_maintenance(
+                "SimVQ's codebook is frozen; its learned linear map replaces these options"
+            )
+            return
+        if self.quantizer_type == "residual":
+            for name, is_set in (("vq_use_l2_norm", self.vq_use_l2_norm), ("vq_codebook_dim", self.vq_codebook_dim)):
+                if is_set:
+                    raise UsageError(
+                        f"`{name}` does not apply to quantizer_type='residual': its stages subtract codes from the "
+                        f"latents in vq_embed_dim, unnormalized; unset {name}"
+                    )
         check_choice("vq_codebook_update", self.vq_codebook_update, ("loss", "ema"))
         check_float("vq_ema_decay", self.vq_ema_decay, 0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True)
         check_float("vq_ema_epsilon", self.vq_ema_epsilon, 0.0, exclusive_minimum=True)
@@ -355,6 +411,41 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
                 )
         if self.vq_dead_code_threshold is not None:
             check_int("vq_dead_code_threshold", self.vq_dead_code_threshold, minimum=1)
+
+    def _check_lfq_fields(self) -> None:
+        for name in ("lfq_entropy_weight", "lfq_diversity_weight"):
+            check_float(name, getattr(self, name), minimum=0.0)
+        check_float("lfq_temperature", self.lfq_temperature, 0.0, exclusive_minimum=True)
+        check_int("lfq_group_bits", self.lfq_group_bits, minimum=1, maximum=LFQ_MAX_GROUP_BITS)
+        check_float("lfq_code_scale", self.lfq_code_scale, 0.0, exclusive_minimum=True)
+
+    def _check_lfq(self) -> None:
+        size = self.num_vq_embeddings
+        if size & (size - 1) or size > 2**LFQ_MAX_BITS:
+            lower, upper = 1 << (size.bit_length() - 1), 1 << size.bit_length()
+            raise UsageError(
+                f"`num_vq_embeddings` ({size}) must be a power of 2 up to 2**{LFQ_MAX_BITS} for quantizer_type='lfq': "
+                f"its codes are the sign patterns of log2(num_vq_embeddings) channels (e.g. {lower} or {upper})"
+            )
+        self._refuse_codebook_maintenance("LFQ has no codebook: its codes are the signs of its channels")
+
+    def _refuse_codebook_maintenance(self, reason: str) -> None:
+        """A `UsageError` for any codebook-maintenance option (or the rotation trick, for LFQ) that is set."""
+        options = {
+            "vq_codebook_update": self.vq_codebook_update != "loss",
+            "vq_use_l2_norm": self.vq_use_l2_norm,
+            "vq_codebook_dim": self.vq_codebook_dim is not None,
+            "vq_kmeans_init": self.vq_kmeans_init,
+            "vq_dead_code_threshold": self.vq_dead_code_threshold is not None,
+        }
+        if self.quantizer_type == "lfq":
+            options["vq_gradient"] = self.vq_gradient != "ste"
+        for name, is_set in options.items():
+            if is_set:
+                raise UsageError(
+                    f"`{name}` does not apply to quantizer_type={self.quantizer_type!r} ({reason}); unset {name} or "
+                    "use quantizer_type='vq'"
+                )
 
     def _check_fsq(self) -> None:
         if self.fsq_levels is None:
@@ -375,6 +466,7 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
             "vq_codebook_dim": self.vq_codebook_dim is not None,
             "vq_kmeans_init": self.vq_kmeans_init,
             "vq_dead_code_threshold": self.vq_dead_code_threshold is not None,
+            "vq_gradient": self.vq_gradient != "ste",
         }
         for name, is_set in learned_codebook_options.items():
             if is_set:
@@ -386,3 +478,9 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
     @property
     def codebook_size(self) -> int:
         return self.num_vq_embeddings
+
+    @property
+    def codes_per_position(self) -> int:
+        """Code indices per latent position: `residual_depth` for residual quantization (code grids
+        (B, h, w, depth)), else 1 (code grids (B, h, w))."""
+        return self.residual_depth if self.quantizer_type == "residual" else 1
