@@ -190,6 +190,7 @@ class VQImageGenerationPipeline:
         `output_type="pt"` a (B, C, H, W) tensor, with `output_type="codes"` the completed (B, h, w) grids.
         """
         check_output_type(output_type, guidance_scale, allowed=("pil", "pt", "codes"))
+        self.prior.check_completion()
         inputs = torch.as_tensor(inputs)
         if inputs.is_floating_point():
             if inputs.dim() != 4:

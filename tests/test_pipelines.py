@@ -145,3 +145,22 @@ def test_unknown_prompt_positions_may_hold_anything_but_known_ones_must_be_codes
 def test_every_prior_checks_its_sampling_arguments(kind, arguments, message):
     with pytest.raises(UsageError, match=message):
         PRIORS[kind]().sample_codes([0], **arguments)
+
+
+def test_a_residual_vq_model_pairs_with_a_gpt_prior_of_its_depth_only():
+    vq_model = vqgan(quantizer_type="residual", residual_depth=3).eval()  # 16x16 images -> 8x8x3 codes
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    deep = prior(codes_per_position=3)
+    pipe = hf_vq.VQImageGenerationPipeline(vq_model, deep)
+    assert pipe(class_labels=[1], num_images=2, output_type="pt").shape == (2, 3, 16, 16)
+    uniform = bits_per_dim(vq_model, images, "uniform")
+    learned = bits_per_dim(vq_model, images, deep, class_labels=torch.tensor([0, 1]))
+    # every one of the 8 * 8 * 3 codes costs log K nats under the uniform prior
+    assert uniform["prior_bits_per_dim"] == pytest.approx(8 * 8 * 3 * math.log2(32) / (3 * 16 * 16))
+    assert learned["bits_per_dim"] > 0
+    with pytest.raises(UsageError, match="prior models 1 codes per position .* gives 3"):
+        hf_vq.VQImageGenerationPipeline(vq_model, prior())
+    with pytest.raises(UsageError, match="PixelCNNPriorModel models one code per grid position"):
+        hf_vq.VQImageGenerationPipeline(vq_model, pixelcnn())
+    with pytest.raises(UsageError, match="completion takes one code per grid position"):
+        pipe.complete(vq_model.encode_indices(images), torch.ones(8, 8, dtype=torch.bool), [0, 1])

@@ -48,6 +48,19 @@ class CodePriorMixin:
                 f"the prior models {self.config.codebook_size} codes (config.codebook_size) but the VQ model has "
                 f"{size} (config.num_vq_embeddings): they were not trained together"
             )
+        depth = getattr(vq_model.config, "codes_per_position", 1)  # a residual quantizer's stages
+        modelled = getattr(self.config, "codes_per_position", 1)
+        if depth != modelled:
+            if not hasattr(self.config, "codes_per_position"):
+                raise UsageError(
+                    f"{type(self).__name__} models one code per grid position, but the VQ model's residual quantizer "
+                    f"gives {depth} (quantizer_type='residual', residual_depth={depth}): use the GPT prior "
+                    "(VQPriorForCausalLM, --prior_type gpt), which models each position's stages in a row"
+                )
+            raise UsageError(
+                f"the prior models {modelled} codes per position (config.codes_per_position) but the VQ model gives "
+                f"{depth} (its residual_depth): they were not trained together"
+            )
         resolution = resolution or vq_model.config.sample_size
         side = latent_side(vq_model.config, resolution)
         if tuple(self.config.token_grid_size) != (side, side):
@@ -72,25 +85,40 @@ class CodePriorMixin:
             )
         return labels
 
+    def code_shape(self) -> tuple[int, ...]:
+        """The shape of one image's codes: (h, w), or (h, w, depth) for a prior over a residual quantizer's codes."""
+        depth = getattr(self.config, "codes_per_position", 1)
+        return (*self.config.token_grid_size, depth) if depth > 1 else tuple(self.config.token_grid_size)
+
     def check_codes(self, indices: torch.Tensor, what: str = "indices", check_values: bool = True) -> torch.Tensor:
-        """Code grids (B, h, w) or sequences (B, h*w) -> (B, h, w) int64, checked against the config: the shape
-        always, the range unless `check_values=False` (a device sync; for data already checked, as `CodeStream`
-        checks every record)."""
-        height, width = self.config.token_grid_size
+        """Code grids (B, h, w) (or (B, h, w, depth)) or sequences (B, h*w[*depth]) -> (B, *code_shape()) int64,
+        checked against the config: the shape always, the range unless `check_values=False` (a device sync; for data
+        already checked, as `CodeStream` checks every record)."""
+        shape = self.code_shape()
+        count = math.prod(shape)
         if indices.is_floating_point() or indices.is_complex():
             raise UsageError(f"`{what}` must be integer code indices, got a {indices.dtype} tensor")
-        if indices.dim() < 2 or indices.shape[1:].numel() != height * width:
+        if indices.dim() < 2 or indices.shape[1:].numel() != count:
+            grid = "x".join(map(str, shape))
             raise UsageError(
-                f"expected `{what}` of {height * width} codes per image ({height}x{width}, config.token_grid_size), "
-                f"got shape {tuple(indices.shape)}"
+                f"expected `{what}` of {count} codes per image ({grid}, config.token_grid_size"
+                f"{' and codes_per_position' if len(shape) > 2 else ''}), got shape {tuple(indices.shape)}"
             )
-        codes = indices.reshape(len(indices), height, width).long()
+        codes = indices.reshape(len(indices), *shape).long()
         if check_values and codes.numel() and (codes.min() < 0 or codes.max() >= self.config.codebook_size):
             raise UsageError(
                 f"`{what}` must be code indices in [0, {self.config.codebook_size}), got values in "
                 f"[{codes.min().item()}, {codes.max().item()}]"
             )
         return codes
+
+    def check_completion(self) -> None:
+        """Refuse to complete grids of several codes per position (a residual quantizer's): a mask is per position."""
+        if len(self.code_shape()) > 2:
+            raise UsageError(
+                f"completion takes one code per grid position; this prior models {self.code_shape()[2]} (a residual "
+                "quantizer's stages, config.codes_per_position): sample whole grids instead"
+            )
 
     def check_prompt(
         self, prompt: torch.Tensor | None, prompt_mask: torch.Tensor | None, batch_size: int
@@ -101,6 +129,7 @@ class CodePriorMixin:
             return None
         if prompt is None or prompt_mask is None:
             raise UsageError("`prompt` and `prompt_mask` go together: the codes, and True where they are known")
+        self.check_completion()
         prompt = torch.as_tensor(prompt)
         mask = torch.as_tensor(prompt_mask, device=prompt.device)
         if mask.dtype != torch.bool or mask.shape != prompt.shape:

@@ -75,7 +75,8 @@ def encode_dataset(
 ) -> DatasetDict | None:
     """Encode `splits` of an image dataset with `vq_model` into `output_dir` (a `DatasetDict` saved to disk).
 
-    Columns: `indices` (the h*w codes of each image, raster order, int32) and, with `label_column`, `label`. Images
+    Columns: `indices` (the h*w codes of each image, raster order, int32; with a residual quantizer h*w*depth, the
+    stages of each position in a row) and, with `label_column`, `label`. Images
     are resized and center-cropped to `resolution` (default: the model's `sample_size`); records that cannot be
     decoded are skipped and counted in `hf_vq_codes.json`. Returns the dataset on process 0, None elsewhere.
 
@@ -116,6 +117,7 @@ def encode_dataset(
             "vq_model_class": type(vq_model).__name__,
             "codebook_size": vq_model.config.num_vq_embeddings,
             "token_grid_size": [latent_side(vq_model.config, resolution)] * 2,
+            "codes_per_position": vq_model.config.codes_per_position,  # residual VQ: its depth, stage fastest
             "resolution": resolution,
             "source": source,
             "image_column": image_column,
@@ -215,15 +217,15 @@ def _encode_shard(
     device: torch.device,
     progress: dict[str, Any],
 ) -> Dataset:
-    """This process's shard of one split as a `Dataset`: the codes of each image (h*w, int32) and, with a
+    """This process's shard of one split as a `Dataset`: the codes of each image (h*w*depth, int32) and, with a
     `label_feature` (the label column's feature), its label. `progress`: tqdm's options for the bar over batches."""
     indices, labels = [], []
     for batch in tqdm(image_dataloader(stream, batch_size, drop_last=False), unit="batch", **progress):
-        codes = vq_model.encode_indices(batch["pixel_values"].to(device))  # (B, h, w)
-        indices.append(codes.flatten(1).to(torch.int32).cpu().numpy())  # (B, h*w)
+        codes = vq_model.encode_indices(batch["pixel_values"].to(device))  # (B, h, w) or (B, h, w, depth)
+        indices.append(codes.flatten(1).to(torch.int32).cpu().numpy())  # (B, h*w*depth): the stages fastest
         if label_feature is not None:
             labels.append(batch["labels"].numpy())
-    num_codes = latent_side(vq_model.config, stream.resolution) ** 2  # h * w
+    num_codes = latent_side(vq_model.config, stream.resolution) ** 2 * vq_model.config.codes_per_position
     features = {"indices": SequenceFeature(Value("int32"), length=num_codes)}
     columns: dict[str, Any] = {"indices": list(np.concatenate(indices)) if indices else []}
     if label_feature is not None:

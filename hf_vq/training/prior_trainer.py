@@ -91,6 +91,8 @@ class PriorTrainer(Trainer):
             "token_grid_size": [latent_side(vq_config, self.args.resolution)] * 2,
             "vq_model_name_or_path": vq_path,
         }
+        if vq_config.codes_per_position > 1 and "codes_per_position" in self.family.config_class.__dataclass_fields__:
+            derived["codes_per_position"] = vq_config.codes_per_position  # a residual quantizer's depth
         for name, value in derived.items():
             given = config.setdefault(name, value)
             given = list(given) if name == "token_grid_size" else given

@@ -234,3 +234,33 @@ def test_train_prior_resumes_exactly(codes_dir, tmp_path, prior_type):
 def test_train_prior_rejects_inconsistent_settings(codes_dir, tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         train_prior(tmp_path, codes_dir, "bad", **overrides)
+
+
+@pytest.mark.slow
+def test_a_residual_quantizer_s_codes_train_the_gpt_prior_with_the_stages_of_a_position_in_a_row(tmp_path):
+    vq_path = tmp_path / "rvq"
+    config = hf_vq.VQGANConfig(**TINY_VQGAN | {"quantizer_type": "residual", "residual_depth": 2})
+    vq_model = hf_vq.VQGANModel(config).eval()
+    vq_model.save_pretrained(vq_path)
+    codes_path = tmp_path / "codes"
+    encode_dataset(vq_model, "builtin:digits", codes_path, vq_model_name_or_path=vq_path, label_column="label",
+                   quiet=True)  # fmt: skip
+    AcceleratorState._reset_state(reset_partial_state=True)
+    info = json.loads((codes_path / "hf_vq_codes.json").read_text())
+    assert info["codes_per_position"] == 2
+    row = torch.tensor(load_from_disk(str(codes_path))["test"][0]["indices"])
+    image = load_eval_images("builtin:digits", "test", resolution=8, num_channels=1, limit=1)
+    with torch.no_grad():
+        assert torch.equal(row, vq_model.encode_indices(image).flatten().to(row.dtype))  # (4, 4, 2): stages fastest
+
+    output_dir, metrics = train_prior(tmp_path, codes_path, "gpt", max_train_steps=2)
+    pipe = hf_vq.VQImageGenerationPipeline.from_pretrained(output_dir / "pipeline")
+    assert pipe.prior.config.codes_per_position == 2 and pipe.prior.config.num_image_tokens == 32
+    assert pipe.prior.sample_codes([1, 2]).shape == (2, 4, 4, 2)
+    assert pipe(class_labels=[3], num_images=2, output_type="pt").shape == (2, 1, 8, 8)
+    assert metrics["eval_nll_per_code"] > 0
+    with pytest.raises(ValueError, match="completion takes one code per grid position"):
+        pipe.complete(torch.zeros(1, 4, 4, 2, dtype=torch.long), torch.ones(4, 4, dtype=torch.bool), [0])
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(ValueError, match="PixelCNNPriorModel models one code per grid position.*residual_depth=2"):
+        train_prior(tmp_path, codes_path, "pixelcnn", prior_type="pixelcnn", model=TINY_PIXELCNN)

@@ -27,6 +27,9 @@ class VQPriorConfig(CheckedKeysMixin, GPT2Config):
         codebook_size (`int`, defaults to 1024): number of codes K of the VQ model.
         token_grid_size (`tuple[int, int]`, defaults to (16, 16)): the code grid (height, width) of one image.
         num_classes (`int`, defaults to 0): classes of the conditional prior; 0 for an unconditional one.
+        codes_per_position (`int`, defaults to 1): codes of each grid position: a residual quantizer's depth. The
+            sequence is then the grid in raster order with the stages of each position in a row (depth fastest), and
+            code grids are (B, h, w, depth).
         vq_model_name_or_path (`str`, *optional*): the VQ model the codes come from (a Hub id or a path), recorded
             so that the prior can be paired with its decoder.
     """
@@ -36,6 +39,7 @@ class VQPriorConfig(CheckedKeysMixin, GPT2Config):
     codebook_size: int = 1024
     token_grid_size: tuple[int, int] | list[int] = (16, 16)
     num_classes: int = 0
+    codes_per_position: int = 1
     vq_model_name_or_path: str | None = None
     # Derived from the fields above (see the class docstring).
     vocab_size: int | None = None
@@ -51,6 +55,7 @@ class VQPriorConfig(CheckedKeysMixin, GPT2Config):
         super().__post_init__(**kwargs)
         check_int("codebook_size", self.codebook_size, minimum=2)
         check_int("num_classes", self.num_classes, minimum=0)
+        check_int("codes_per_position", self.codes_per_position, minimum=1)
         check_int_list("token_grid_size", self.token_grid_size)
         if len(self.token_grid_size) != 2:
             raise UsageError(f"`token_grid_size` must be (height, width), got {self.token_grid_size!r}")
@@ -81,8 +86,8 @@ class VQPriorConfig(CheckedKeysMixin, GPT2Config):
 
     @property
     def num_image_tokens(self) -> int:
-        """Codes per image: height * width of the token grid."""
-        return self.token_grid_size[0] * self.token_grid_size[1]
+        """Codes per image: height * width of the token grid (times `codes_per_position`)."""
+        return self.token_grid_size[0] * self.token_grid_size[1] * self.codes_per_position
 
     @property
     def sequence_length(self) -> int:

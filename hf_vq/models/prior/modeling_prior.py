@@ -138,7 +138,8 @@ class VQPriorForCausalLM(HubMixin, CodePriorMixin, GPT2LMHeadModel):
         prompt: torch.Tensor | None = None,
         prompt_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Sample code grids (B, h, w) with `generate()` and its KV cache.
+        """Sample code grids (B, h, w) (or (B, h, w, depth) over a residual quantizer's codes) with `generate()` and
+        its KV cache.
 
         With `class_labels`, `num_samples` grids per label (label by label); without, `num_samples` unconditional
         ones. `guidance_scale` s != 1 samples from `log p(x|c) + (s - 1) (log p(x|c) - log p(x))` (classifier-free
@@ -153,7 +154,6 @@ class VQPriorForCausalLM(HubMixin, CodePriorMixin, GPT2LMHeadModel):
             labels = labels.repeat_interleave(num_samples)
         batch_size = num_samples if labels is None else len(labels)
         checked = self.check_prompt(prompt, prompt_mask, batch_size)
-        height, width = self.config.token_grid_size
         if checked is None:
             return self._sample_prefix(labels, batch_size, None, top_k, top_p, temperature, guidance_scale)
         prompt, mask = checked
@@ -164,7 +164,7 @@ class VQPriorForCausalLM(HubMixin, CodePriorMixin, GPT2LMHeadModel):
             group_labels = None if labels is None else labels[rows.cpu()]
             codes[rows] = self._sample_prefix(group_labels, len(rows), codes[rows, :length], top_k, top_p,
                                               temperature, guidance_scale).reshape(len(rows), -1)  # fmt: skip
-        return codes.reshape(batch_size, height, width)
+        return codes.reshape(batch_size, *self.code_shape())
 
     def _sample_prefix(
         self,
@@ -176,14 +176,13 @@ class VQPriorForCausalLM(HubMixin, CodePriorMixin, GPT2LMHeadModel):
         temperature: float,
         guidance_scale: float,
     ) -> torch.Tensor:
-        """(B, h, w) grids whose first codes are `known` (B, n) (None: n = 0) and whose other codes are sampled."""
+        """(B, *code_shape()) grids whose first codes are `known` (B, n) (None: n = 0), the others sampled."""
         prefix = self.prefix_ids(labels, batch_size)
         if known is not None:
             prefix = torch.cat([prefix, known.to(prefix.device)], dim=1)
         new_tokens = self.config.num_image_tokens + 1 - prefix.shape[1]
-        height, width = self.config.token_grid_size
         if new_tokens == 0:  # every code known
-            return prefix[:, 1:].reshape(batch_size, height, width)
+            return prefix[:, 1:].reshape(batch_size, *self.code_shape())
         if guidance_scale != 1.0:
             # Conditional and unconditional (BOS) sequences in one batch; the sampler draws and keeps them paired.
             unconditional = self.prefix_ids(None, batch_size)
@@ -201,4 +200,4 @@ class VQPriorForCausalLM(HubMixin, CodePriorMixin, GPT2LMHeadModel):
             use_cache=True,
             **options,
         )[:batch_size]
-        return sequences[:, 1:].reshape(batch_size, height, width)
+        return sequences[:, 1:].reshape(batch_size, *self.code_shape())
