@@ -67,7 +67,7 @@ def train(recipe: str, overrides: dict, steps: int, output_dir: str) -> dict:
 
 
 def run(quick: bool, context: dict) -> dict:
-    budget_s = 10 if quick else 480
+    budget_s = 10 if quick else 600
     # Equal training time: each run gets the steps its model makes in `budget_s` at the step time measured above,
     # so that the comparison does not depend on what else the machine ran while each trained.
     seconds = run_isolated("sequence_vae:step_seconds", quick=quick)
