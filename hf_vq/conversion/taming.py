@@ -410,8 +410,9 @@ def _check_taming_compatible(config: Any) -> None:
     """Fail for configs whose network computes something other than taming's with the same weights."""
     if config.quantizer_type != "vq" or config.vq_use_l2_norm or config.vq_codebook_dim is not None:
         raise UsageError(
-            "taming's quantizer is a plain nearest-neighbour codebook: a config with quantizer_type='fsq', "
-            "vq_use_l2_norm=True or vq_codebook_dim set would quantize differently"
+            "taming's quantizer is a plain nearest-neighbour codebook: a config with quantizer_type="
+            f"{config.quantizer_type!r} (only 'vq' converts), vq_use_l2_norm=True or vq_codebook_dim set would "
+            "quantize differently"
         )
     if config.norm_num_groups != 32 or config.act_fn not in ("silu", "swish") or not config.mid_block_add_attention:
         raise UsageError(

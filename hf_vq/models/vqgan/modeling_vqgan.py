@@ -108,9 +108,10 @@ class VQGANModel(VQGANPreTrainedModel):
     def to_diffusers(self) -> VQModel:
         """This network as a diffusers `VQModel`, weights copied key for key.
 
-        Only a plain quantizer has a diffusers equivalent: no FSQ, cosine codes or factorized codebook. (An EMA
-        codebook converts: the EMA only trains it.) Every field of diffusers' config comes from ours: set
-        `config.lookup_from_codebook = True` for pipelines that decode code indices (`AmusedPipeline`).
+        Only a plain quantizer has a diffusers equivalent: no FSQ, LFQ, SimVQ or residual quantizer, cosine codes or
+        factorized codebook. (An EMA codebook and the rotation trick convert: they only change training.) Every field
+        of diffusers' config comes from ours: set `config.lookup_from_codebook = True` for pipelines that decode code
+        indices (`AmusedPipeline`).
         """
         return vq_model_from_vqgan(self.config, self.state_dict())
 
