@@ -1,0 +1,92 @@
+"""The quality section's bookkeeping (no training): the settings of each run, the codebook sizes of residual VQ at
+equal bits, the per-stage code statistics, and the quantizer timing against vector-quantize-pytorch on small cases."""
+
+import math
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import hf_vq
+
+from ..conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+import quality  # noqa: E402
+
+
+def test_the_earlier_rows_keep_their_settings():
+    assert quality.model_settings("plain", 1024) == {"vq_codebook_update": "loss", "num_vq_embeddings": 1024}
+    hf_vq_settings = {
+        "vq_codebook_update": "ema",
+        "vq_use_l2_norm": True,
+        "vq_codebook_dim": 8,
+        "vq_kmeans_init": True,
+    }
+    assert quality.model_settings("hf_vq", 1024) == {
+        **hf_vq_settings, "vq_dead_code_threshold": 20, "num_vq_embeddings": 1024
+    }  # fmt: skip
+    assert quality.model_settings("hf_vq", 16384) == {
+        **hf_vq_settings, "vq_dead_code_threshold": 96, "num_vq_embeddings": 16384
+    }  # fmt: skip
+    assert quality.model_settings("rotation", 16384) == {
+        **quality.model_settings("hf_vq", 16384),
+        "vq_gradient": "rotation",
+    }
+
+
+def test_every_run_is_a_valid_config_at_the_bits_of_its_k():
+    cases = quality.cases()
+    assert len(cases) == 15 and ("lfq", 2**18) in cases and ("simvq", 2**18) not in cases
+    expected = {("residual2", 1024): (32, 10), ("residual4", 1024): (6, 4 * math.log2(6)),
+                ("residual2", 16384): (128, 14), ("residual4", 16384): (11, 4 * math.log2(11))}  # fmt: skip
+    for quantizer, codes in cases:
+        settings = quality.model_settings(quantizer, codes)
+        config = hf_vq.VQGANConfig(**quality.MODEL, **settings)  # refused options would fail here, not an hour in
+        assert config.codes_per_position == quality.depth(quantizer)
+        size, bits = expected.get((quantizer, codes), (codes, math.log2(codes)))
+        assert config.num_vq_embeddings == quality.codebook_size(quantizer, codes) == size
+        assert quality.bits_per_position(quantizer, codes) == pytest.approx(bits)
+
+
+class FixedCodes(torch.nn.Module):
+    """Stands in for a VQ model: encodes every batch of crops to the given code grids."""
+
+    def __init__(self, indices: torch.Tensor, size: int):
+        super().__init__()
+        self.indices = indices
+        self.config = SimpleNamespace(num_vq_embeddings=size, codes_per_position=indices.shape[-1])
+
+    def encode_indices(self, batch: torch.Tensor) -> torch.Tensor:
+        assert not self.training
+        return self.indices[batch[:, 0, 0, 0].long()]
+
+
+def test_code_statistics_per_stage_and_distinct_tuples():
+    # two crops of 1x3 positions, depth 2, 4 codes per stage: stage 0 uses codes 0 and 1 three times each, stage 1
+    # all four (0 and 1 twice, 2 and 3 once); 4 distinct tuples in 6 slots
+    indices = torch.tensor([[[[0, 0], [1, 1], [0, 0]]], [[[0, 2], [1, 3], [1, 1]]]])  # (2, 1, 3, 2)
+    crops = torch.arange(2.0).view(2, 1, 1, 1).expand(2, 3, 4, 4)  # the crop's number in its first pixel
+    stats = quality.code_statistics(FixedCodes(indices, 4), crops)
+    assert stats["usage"] == [0.5, 1.0]
+    probs = torch.tensor([1 / 3, 1 / 3, 1 / 6, 1 / 6])
+    assert stats["perplexity"] == pytest.approx([2.0, math.exp(-(probs * probs.log()).sum().item())])
+    assert (stats["distinct"], stats["possible"], stats["slots"]) == (4, 16, 6)
+
+
+def test_quantizer_steps_against_the_peer():
+    pytest.importorskip("vector_quantize_pytorch")
+    pairs = [(quantizer, 1024) for quantizer in quality.QUANTIZERS]
+    timed = quality.speed(pairs, repeats=1, warmup=1, budget_s=10)
+    assert set(timed) == {f"{quantizer}-1024" for quantizer in quality.QUANTIZERS}
+    for result in timed.values():
+        assert len(result["ours"]) == len(result["peer"]) == 1 and min(result["ours"] + result["peer"]) > 0
+    assert timed["rotation-1024"]["module"] == "VectorQuantize (rotation_trick=True)"
+    assert timed["plain-1024"]["module"] == "VectorQuantize"  # the peer's default is the rotation trick: turned off
+    assert [timed[f"{name}-1024"]["module"] for name in ("simvq", "residual4", "lfq")] == [
+        "SimVQ",
+        "ResidualVQ",
+        "LFQ",
+    ]
