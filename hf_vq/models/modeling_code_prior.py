@@ -154,6 +154,24 @@ class CodePriorMixin:
                 )
         return prompt, mask
 
+    def sampling_batch(
+        self,
+        class_labels: ClassLabels,
+        num_samples: int,
+        top_k: int | None,
+        top_p: float | None,
+        temperature: float,
+        guidance_scale: float,
+    ) -> tuple[torch.Tensor | None, int]:
+        """`sample_codes`' arguments checked -> the class label of each grid to draw (`num_samples` per label,
+        label by label; None without labels) and the number of grids."""
+        labels = self.check_class_labels(class_labels)
+        check_sampling_arguments(num_samples, temperature, top_k, top_p, guidance_scale, labels is not None)
+        if labels is None:
+            return None, num_samples
+        labels = labels.repeat_interleave(num_samples)
+        return labels, len(labels)
+
     def log_prob_codes(self, indices: torch.Tensor, class_labels: ClassLabels = None) -> torch.Tensor:
         raise NotImplementedError
 

@@ -288,11 +288,7 @@ class PixelCNNPriorModel(HubMixin, CodePriorMixin, PreTrainedModel):
         runs on rows 0 .. i only, since no row below i reaches row i, and on the grids that still need that
         position; with guidance the conditional and unconditional grids go in one doubled batch.
         """
-        labels = self.check_class_labels(class_labels)
-        check_sampling_arguments(num_samples, temperature, top_k, top_p, guidance_scale, labels is not None)
-        if labels is not None:
-            labels = labels.repeat_interleave(num_samples)
-        batch_size = num_samples if labels is None else len(labels)
+        labels, batch_size = self.sampling_batch(class_labels, num_samples, top_k, top_p, temperature, guidance_scale)
         known = self.check_prompt(prompt, prompt_mask, batch_size)
         return self._sample(labels, batch_size, known, top_k, top_p, temperature, guidance_scale, generator)
 

@@ -8,7 +8,7 @@ from transformers import GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from ...utils.errors import UsageError
-from ..modeling_code_prior import ClassLabels, CodePriorMixin, check_sampling_arguments, guided_log_probs
+from ..modeling_code_prior import ClassLabels, CodePriorMixin, guided_log_probs
 from ..modeling_utils import HubMixin
 from .configuration_prior import VQPriorConfig
 
@@ -148,11 +148,7 @@ class VQPriorForCausalLM(HubMixin, CodePriorMixin, GPT2LMHeadModel):
         grid (the first codes, row by row; its length may differ between grids), which is given to `generate()` as
         the start of the sequence, and the rest is sampled.
         """
-        labels = self.check_class_labels(class_labels)
-        check_sampling_arguments(num_samples, temperature, top_k, top_p, guidance_scale, labels is not None)
-        if labels is not None:
-            labels = labels.repeat_interleave(num_samples)
-        batch_size = num_samples if labels is None else len(labels)
+        labels, batch_size = self.sampling_batch(class_labels, num_samples, top_k, top_p, temperature, guidance_scale)
         checked = self.check_prompt(prompt, prompt_mask, batch_size)
         if checked is None:
             return self._sample_prefix(labels, batch_size, None, top_k, top_p, temperature, guidance_scale)
