@@ -63,18 +63,10 @@ def train_prior(prior_type: str, codes: str, output_dir: str, steps: int | None)
             paused[0] += time.perf_counter() - now
 
     argv = ["--config", str(RECIPES / PRIORS[prior_type]), "--dataset", codes, "--output_dir", output_dir]
-    if steps is not None:
-        argv += [
-            "--max_train_steps",
-            str(steps),
-            "--checkpointing_steps",
-            str(steps),
-            "--validation_steps",
-            str(steps),
-        ]
+    demo = _demo()
+    argv += demo.steps_arguments(steps)
     metrics = TimedTrainer(family, parse_arguments(argv=argv, with_prior=True)).run()
     pipe = VQImageGenerationPipeline.from_pretrained(Path(output_dir) / "pipeline")
-    demo = _demo()
     train, test = demo.digits("train"), demo.digits("test")
     scale = bits_per_dim(pipe.vq_model, train[0])["decoder_scale"]
     bound = bits_per_dim(pipe.vq_model, test[0], pipe.prior, class_labels=test[1], decoder_scale=scale)

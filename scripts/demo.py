@@ -54,16 +54,14 @@ def parse_args() -> argparse.Namespace:
 def run(family: str, recipe: str, output_dir: Path, steps: int | None, *extra: str) -> dict:
     # The demo's runs are made to be made again: a rerun replaces them.
     argv = ["--config", str(RECIPES / recipe), "--output_dir", str(output_dir), "--overwrite_output_dir", *extra]
-    if steps is not None:
-        argv += [
-            "--max_train_steps",
-            str(steps),
-            "--checkpointing_steps",
-            str(steps),
-            "--validation_steps",
-            str(steps),
-        ]
-    return train(family, argv)
+    return train(family, argv + steps_arguments(steps))
+
+
+def steps_arguments(steps: int | None) -> list[str]:
+    """The flags that train `steps` steps and checkpoint and validate once, at the end (none: the recipe's)."""
+    if steps is None:
+        return []
+    return [f"--{name}_steps={steps}" for name in ("max_train", "checkpointing", "validation")]
 
 
 Digits = tuple[torch.Tensor, torch.Tensor]  # images (N, 1, 16, 16) in [-1, 1], labels (N,)
