@@ -3,6 +3,7 @@ machine facts and the pieces of a section's result (tables and summary rows)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import datetime
 import gc
@@ -10,6 +11,7 @@ import importlib
 import multiprocessing
 import os
 import platform
+import queue
 import resource
 import statistics
 import sys
@@ -116,8 +118,11 @@ def peak_rss_above_baseline(function: Callable[[], object], warmup: int = 1) -> 
     return {"peak_bytes": max(0, peak - baseline) * 1024}
 
 
-def _child(target: str, kwargs: dict, connection) -> None:
-    """A measuring child: runs `module:function(**kwargs)` (a module of `bench/`), sends the result or the error."""
+def _child(target: str, kwargs: dict, connection, core: int | None = None) -> None:
+    """A measuring child: runs `module:function(**kwargs)` (a module of `bench/`), sends the result or the error.
+    With `core`, it runs on that core alone (and so with one torch thread)."""
+    if core is not None:
+        os.sched_setaffinity(0, {core})
     set_threads()  # a fork server's child does not inherit the runner's setting
     module_name, function_name = target.split(":")
     try:
@@ -128,13 +133,14 @@ def _child(target: str, kwargs: dict, connection) -> None:
     connection.close()
 
 
-def run_isolated(target: str, timeout_s: float = 900, **kwargs):
+def run_isolated(target: str, timeout_s: float = 900, core: int | None = None, **kwargs):
     """Run `module:function(**kwargs)`, a module of `bench/`, in a fresh child process (see `CONTEXT`) and return
-    its result: no measurement inherits another's allocations, and none can hang on the runner's OpenMP state."""
+    its result: no measurement inherits another's allocations, and none can hang on the runner's OpenMP state.
+    `core` pins the child to that one core."""
     sys.stdout.flush()
     sys.stderr.flush()
     receiver, sender = CONTEXT.Pipe(duplex=False)
-    process = CONTEXT.Process(target=_child, args=(target, kwargs, sender), daemon=True)
+    process = CONTEXT.Process(target=_child, args=(target, kwargs, sender, core), daemon=True)
     process.start()
     sender.close()
     try:
@@ -151,6 +157,33 @@ def run_isolated(target: str, timeout_s: float = 900, **kwargs):
         detail = message.get("error", f"no result (exit code {process.exitcode})")
         raise RuntimeError(f"benchmark worker {target}({kwargs}) failed:\n{detail}")
     return message["result"]
+
+
+def run_isolated_per_core(target: str, calls: Sequence[dict], timeout_s: float = 900) -> list:
+    """`run_isolated(target, **call)` for each of `calls`, as many at once as there are cores, each child pinned to a
+    core of its own (one torch thread): for runs whose results do not depend on time (training runs compared by
+    quality), never for timings. Results in the order of `calls`."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [None]
+    free: queue.Queue = queue.Queue()
+    for core in cores:
+        free.put(core)
+
+    def call(kwargs: dict):
+        core = free.get()
+        try:
+            return run_isolated(target, timeout_s=timeout_s, core=core, **kwargs)
+        finally:
+            free.put(core)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(cores)) as pool:
+        return list(pool.map(call, calls))
+
+
+def placement(tag: object = None) -> dict:
+    """Where a child runs: its cores and torch threads (and `tag` back, to tell calls apart)."""
+    import torch
+
+    return {"tag": tag, "cores": sorted(os.sched_getaffinity(0)), "threads": torch.get_num_threads()}
 
 
 def utc_now() -> str:

@@ -14,7 +14,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import Timing, run_isolated, summary_row, table, time_interleaved
+from common import Timing, run_isolated, run_isolated_per_core, summary_row, table, time_interleaved
 
 TITLE = "Quality at equal compute: plain VQ, hf_vq's settings and the quantizers of the state of the art"
 
@@ -51,6 +51,11 @@ LABELS = {
 }
 # The quantizers the goal counts: those with a codebook to collapse (LFQ has none; residual VQ is reported beside).
 CODEBOOK_QUANTIZERS = ("plain", "hf_vq", "rotation", "simvq")
+# The goal's candidates at GOAL_SIZE, trained at every seed of GOAL_SEEDS (the other rows at the first alone).
+GOAL_CANDIDATES = ("hf_vq", "rotation")
+GOAL_SEEDS = (0, 1, 2)
+SEEDS_HEADERS = ["quantizer", "held-out usage per seed", "mean usage", "held-out PSNR per seed (dB)", "mean PSNR (dB)",
+                 "usage on training-photo crops per seed"]  # fmt: skip
 SIZES = (1024, 16384)
 LFQ_SIZES = (1024, 16384, 2**18)  # LFQ's K is a power of 2: 10, 14 and 18 bits
 GOAL_SIZE = 16384
@@ -77,6 +82,13 @@ def sizes(quantizer: str) -> tuple[int, ...]:
 def cases() -> list[tuple[str, int]]:
     """Every (quantizer, K) measured, by K then in `QUANTIZERS` order."""
     return [(quantizer, codes) for codes in LFQ_SIZES for quantizer in QUANTIZERS if codes in sizes(quantizer)]
+
+
+def runs() -> list[tuple[str, int, int]]:
+    """Every training run, (quantizer, K, seed): each case at seed 0, and the goal's candidates at K = 16,384 at
+    every seed of `GOAL_SEEDS` (one seed's PSNR and usage move by more than the differences between them)."""
+    first = [(quantizer, codes, GOAL_SEEDS[0]) for quantizer, codes in cases()]
+    return first + [(quantizer, GOAL_SIZE, seed) for quantizer in GOAL_CANDIDATES for seed in GOAL_SEEDS[1:]]
 
 
 def depth(quantizer: str) -> int:
@@ -131,10 +143,10 @@ def code_statistics(model, crops) -> dict:
     }
 
 
-def train(settings: dict, steps: int, eval_crops: int, output_dir: str) -> dict:
+def train(settings: dict, steps: int, eval_crops: int, output_dir: str, seed: int = 0) -> dict:
     """Run in a fresh process: one training run through `training/train_vqgan.py`'s loop with the quantizer config
-    fields `settings`; its held-out PSNR, and the codebook statistics over the held-out crops and over as many fixed
-    crops of the training photographs."""
+    fields `settings` and `seed`; its held-out PSNR, and the codebook statistics over the held-out crops and over as
+    many fixed crops of the training photographs."""
     import hf_vq
     from hf_vq.data import load_eval_images
     from hf_vq.training import main
@@ -150,7 +162,7 @@ def train(settings: dict, steps: int, eval_crops: int, output_dir: str) -> dict:
         "--model_config", str(config), "--max_train_steps", str(steps), "--train_batch_size", str(BATCH),
         "--learning_rate", "2e-4", "--disc_start", str(10 * steps), "--disc_train_start", str(10 * steps),
         "--checkpointing_steps", str(steps), "--validation_steps", str(steps),
-        "--max_eval_images", str(eval_crops), "--report_to", "none",
+        "--max_eval_images", str(eval_crops), "--report_to", "none", "--seed", str(seed),
     ])  # fmt: skip
     # The trainer's held-out usage pools the indices of every stage into one histogram; ours is per codebook.
     result = {key: metrics[f"eval_{key}"] for key in ("psnr", "codebook_usage", "codebook_perplexity", "num_images")}
@@ -289,14 +301,17 @@ def run(quick: bool, context: dict) -> dict:
     print("[quality] quantizer steps, hf_vq against vector-quantize-pytorch", flush=True)
     timed = run_isolated("quality:speed", timeout_s=3600, pairs=cases(), repeats=repeats, warmup=warmup,
                          budget_s=budget_s)  # fmt: skip
-    results = {}
+    print(f"[quality] {len(runs())} training runs of {steps} steps, one per core at a time", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
-        for quantizer, codes in cases():
-            print(f"[quality] K={codes}: {LABELS[quantizer]}, {steps} steps", flush=True)
-            folder = str(Path(scratch) / f"{quantizer}-{codes}")
-            results[quantizer, codes] = run_isolated("quality:train", timeout_s=3600,
-                                                     settings=model_settings(quantizer, codes), steps=steps,
-                                                     eval_crops=eval_crops, output_dir=folder)  # fmt: skip
+        calls = [
+            dict(settings=model_settings(quantizer, codes), steps=steps, eval_crops=eval_crops, seed=seed,
+                 output_dir=str(Path(scratch) / f"{quantizer}-{codes}-{seed}"))
+            for quantizer, codes, seed in runs()
+        ]  # fmt: skip
+        by_run = dict(zip(runs(), run_isolated_per_core("quality:train", calls, timeout_s=3600), strict=True))
+    results = {(quantizer, codes): by_run[quantizer, codes, GOAL_SEEDS[0]] for quantizer, codes in cases()}
+    seeded = {(quantizer, seed): by_run[quantizer, GOAL_SIZE, seed] for quantizer in GOAL_CANDIDATES
+              for seed in GOAL_SEEDS}  # fmt: skip
     ours = {case: Timing(timed[f"{case[0]}-{case[1]}"]["ours"]) for case in cases()}
     peer = {case: Timing(timed[f"{case[0]}-{case[1]}"]["peer"]) for case in cases()}
     rows, speed_rows = [], []
@@ -323,11 +338,42 @@ def run(quick: bool, context: dict) -> dict:
         "parts": [
             {"text": setup_text(steps, results[cases()[0]]["num_images"])},
             {"table": table(HEADERS, rows)},
+            {"heading": f"K = {GOAL_SIZE:,} over {len(GOAL_SEEDS)} seeds", "text": seeds_text(),
+             "table": table(SEEDS_HEADERS, seeds_rows(seeded))},
             {"heading": "Quantizer step: hf_vq against vector-quantize-pytorch", "text": SPEED_TEXT,
              "table": table(SPEED_HEADERS, speed_rows)},
         ],
-        "summary": summary(results, ours, peer, steps),
+        "summary": summary(results, seeded, ours, peer, steps),
     }  # fmt: skip
+
+
+def seed_means(seeded: dict, quantizer: str) -> tuple[float, float]:
+    """Mean held-out usage and PSNR of a goal candidate over `GOAL_SEEDS`."""
+    runs_ = [seeded[quantizer, seed] for seed in GOAL_SEEDS]
+    return statistics.mean(r["held_out"]["usage"][0] for r in runs_), statistics.mean(r["psnr"] for r in runs_)
+
+
+def seeds_rows(seeded: dict) -> list[list[str]]:
+    rows = []
+    for quantizer in GOAL_CANDIDATES:
+        runs_ = [seeded[quantizer, seed] for seed in GOAL_SEEDS]
+        usage, psnr = seed_means(seeded, quantizer)
+        rows.append([
+            LABELS[quantizer], " / ".join(f"{r['held_out']['usage'][0]:.1%}" for r in runs_), f"{usage:.1%}",
+            " / ".join(f"{r['psnr']:.2f}" for r in runs_), f"{psnr:.2f}",
+            " / ".join(f"{r['train']['usage'][0]:.1%}" for r in runs_),
+        ])  # fmt: skip
+    return rows
+
+
+def seeds_text() -> str:
+    seeds = ", ".join(str(seed) for seed in GOAL_SEEDS)
+    return (
+        f"The goal's candidates at K = {GOAL_SIZE:,} trained once per seed ({seeds}; seed 0 is the run of the table "
+        "above), everything else the same: between two seeds of one setting, held-out PSNR moved by up to 0.7 dB "
+        "and usage by up to 3 points in the runs that chose these settings, more than some differences between the "
+        "settings. The goal is judged on the means."
+    )
 
 
 def ms_cell(timing: Timing) -> str:
@@ -336,7 +382,7 @@ def ms_cell(timing: Timing) -> str:
     return f"{median:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
 
 
-def summary(results: dict, ours: dict, peer: dict, steps: int) -> list[dict]:
+def summary(results: dict, seeded: dict, ours: dict, peer: dict, steps: int) -> list[dict]:
     rows = []
     for codes in SIZES:
         plain, hf_vq = results["plain", codes], results["hf_vq", codes]
@@ -346,18 +392,18 @@ def summary(results: dict, ours: dict, peer: dict, steps: int) -> list[dict]:
             f"usage {plain_usage:.1%} -> {hf_vq_usage:.1%}; PSNR {plain['psnr']:.2f} -> {hf_vq['psnr']:.2f} dB",
             "usage >= 95%, higher PSNR", hf_vq_usage >= 0.95 and hf_vq["psnr"] > plain["psnr"],
         ))  # fmt: skip
-    # The goal at K = 16,384: a codebook quantizer with usage >= 95% and PSNR at least hf_vq settings'. Shown: the
-    # best one meeting it (highest usage), else the one of highest usage.
-    reference = results["hf_vq", GOAL_SIZE]["psnr"]
-    candidates = {name: results[name, GOAL_SIZE] for name in CODEBOOK_QUANTIZERS}
-    meets = {name: r["held_out"]["usage"][0] >= 0.95 and r["psnr"] >= reference for name, r in candidates.items()}
-    best = max(candidates, key=lambda name: (meets[name], candidates[name]["held_out"]["usage"][0]))
+    # The goal at K = 16,384: a codebook quantizer with usage >= 95% and PSNR at least hf_vq settings', both as
+    # means over the seeds. Shown: the best candidate meeting it (highest usage), else the one of highest usage.
+    means = {name: seed_means(seeded, name) for name in GOAL_CANDIDATES}
+    reference = means["hf_vq"][1]
+    meets = {name: usage >= 0.95 and psnr >= reference for name, (usage, psnr) in means.items()}
+    best = max(means, key=lambda name: (meets[name], means[name][0]))
     lfq = results["lfq", GOAL_SIZE]
     rows.append(summary_row(
         f"held-out codebook usage at K = {GOAL_SIZE:,} with a codebook quantizer (VQ, SimVQ or VQ + rotation), "
-        f"{steps} equal steps",
-        f"{LABELS[best]}: usage {candidates[best]['held_out']['usage'][0]:.1%}, PSNR {candidates[best]['psnr']:.2f} "
-        f"dB (hf_vq settings: {reference:.2f} dB); LFQ beside it, not counted: usage "
+        f"{steps} equal steps, mean of {len(GOAL_SEEDS)} seeds",
+        f"{LABELS[best]}: usage {means[best][0]:.1%}, PSNR {means[best][1]:.2f} dB (hf_vq settings: usage "
+        f"{means['hf_vq'][0]:.1%}, PSNR {reference:.2f} dB); LFQ beside it, one seed, not counted: usage "
         f"{lfq['held_out']['usage'][0]:.1%}, PSNR {lfq['psnr']:.2f} dB",
         "usage >= 95%, PSNR >= hf_vq settings'", meets[best],
     ))  # fmt: skip

@@ -2,6 +2,7 @@
 from them, a section re-measured alone, placeholders, section order; and the isolated children it measures in."""
 
 import json
+import os
 import sys
 from types import SimpleNamespace
 
@@ -163,3 +164,13 @@ def test_isolated_child_runs_after_the_parent_computed_with_openmp_threads():
     assert rates["float32"]["size"] == 64 and rates["float32"]["median_gflops"] > 0
     with pytest.raises(RuntimeError, match="AttributeError"):
         common.run_isolated("common:matmul_rates", timeout_s=120, size=64, repeats=1, dtypes=["no_such_dtype"])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="pins children with os.sched_setaffinity (Linux)")
+def test_children_per_core_each_on_a_core_of_its_own_results_in_order():
+    cores = sorted(os.sched_getaffinity(0))
+    calls = [{"tag": tag} for tag in range(2 * len(cores) + 1)]
+    placed = common.run_isolated_per_core("common:placement", calls, timeout_s=120)
+    assert [child["tag"] for child in placed] == list(range(len(calls)))
+    for child in placed:
+        assert len(child["cores"]) == 1 and child["cores"][0] in cores and child["threads"] == 1
