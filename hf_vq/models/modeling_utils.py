@@ -8,12 +8,26 @@ third-party packages at module level.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
+
+import torch
 
 from ..conversion.safetensors import CONVERSION_COMMAND, pickled_weight_files
 from ..hub.upload import push_model
 from ..utils.errors import UsageError
 from ..utils.paths import check_source
+
+
+def _own_aligned_memory(model) -> None:
+    """Copy the tensors transformers left as views into the safetensors file into memory of their own. A view starts
+    wherever its tensor lies in the file, not on a 64-byte boundary, and CPU matmuls over unaligned memory may round
+    differently (in the last bit) from the same weights aligned: a loaded model would not reproduce the saved one's
+    outputs exactly."""
+    with torch.no_grad():
+        for tensor in itertools.chain(model.parameters(), model.buffers()):
+            if tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+                tensor.data = tensor.data.clone()
 
 
 class PickledWeightsError(UsageError, OSError):
@@ -48,7 +62,7 @@ class HubMixin:
             if converted is not None:
                 return converted
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except OSError as error:
             if pretrained_model_name_or_path is None:
                 raise
@@ -64,6 +78,8 @@ class HubMixin:
                 "repository, or `hf_vq.conversion.safetensors.convert_to_safetensors(...)`, then load the converted "
                 "folder."
             ) from error
+        _own_aligned_memory(model)
+        return model
 
     @classmethod
     def _from_pretrained_other_layout(cls, source: str, kwargs: dict[str, Any]):

@@ -57,6 +57,10 @@ QUANTIZER_STATE_KEYS = tuple(f"quantize.{name}" for name in TRAINING_STATE_BUFFE
 DEFAULT_SEARCH_CHUNK_ELEMENTS = 2**23
 # Codes per block of the two-step argmin (see `_argmin_rows`).
 ARGMIN_BLOCK = 128
+# The code entropy penalty of `VectorQuantizer` spreads each latent's probability over its nearest codes only: at its
+# temperatures the rest of the codebook holds a vanishing share, and the full (N, K) softmax would cost more than the
+# whole search (1,024 x 16,384 latents by codes: 16M probabilities, each read and written several times per step).
+ENTROPY_TOP_K = 64
 
 
 @dataclass
@@ -74,7 +78,7 @@ class QuantizerOutput(ModelOutput):
             stages of residual quantization; 0 for FSQ).
         loss: () `codebook_loss + beta * commitment_loss`, the quantizer's term of the training loss (the paper's
             eq. 3, with beta on the commitment term); LFQ adds its entropy penalty (see `LFQ`), which can make it
-            negative.
+            negative; so does `VectorQuantizer`'s code entropy penalty, in training.
         perplexity: () `exp(entropy)` of the code histogram of this batch (K when codes are used uniformly); for
             residual quantization, the mean over its codebooks.
         usage: () fraction of the K codes used at least once in this batch; for residual quantization, the mean over
@@ -228,6 +232,12 @@ class VectorQuantizer(nn.Module):
         gradient: how the gradient of the quantized latents reaches the encoder: `"ste"` (straight-through copy) or
             `"rotation"` (the rotation trick of Fifty et al. 2024; see `straight_through`). The forward values are
             the codes either way.
+        entropy_weight: weight of the code entropy penalty added to `loss` in training (0 disables it), as in
+            MaskGIT's and LlamaGen's VQ: `weight * (mean_n H(p_n) - H(mean_n p_n))` with `p_n = softmax(-||z_n -
+            e_k||^2 / T)` over the codes, in nats. The first term keeps each latent near one code, the second
+            spreads the batch over the whole codebook: the encoder learns to reach every code (see `entropy_terms`).
+        entropy_temperature: the temperature T of that distribution, in squared distance (for l2-normalized codes,
+            in units of `2 - 2 cos`).
     """
 
     def __init__(
@@ -245,9 +255,13 @@ class VectorQuantizer(nn.Module):
         dead_code_threshold: int | None = None,
         search_chunk_elements: int = DEFAULT_SEARCH_CHUNK_ELEMENTS,
         gradient: str = "ste",
+        entropy_weight: float = 0.0,
+        entropy_temperature: float = 0.01,
     ):
         super().__init__()
         check_int("num_embeddings", num_embeddings, minimum=2)
+        check_float("entropy_weight", entropy_weight, minimum=0.0)
+        check_float("entropy_temperature", entropy_temperature, 0.0, exclusive_minimum=True)
         check_int("embedding_dim", embedding_dim, minimum=1)
         check_float("beta", beta, minimum=0.0)
         check_choice("codebook_update", codebook_update, CODEBOOK_UPDATES)
@@ -273,6 +287,8 @@ class VectorQuantizer(nn.Module):
         self.dead_code_threshold = dead_code_threshold
         self.search_chunk_elements = search_chunk_elements
         self.gradient = gradient
+        self.entropy_weight = entropy_weight
+        self.entropy_temperature = entropy_temperature
 
         dim = embedding_dim if codebook_dim is None else codebook_dim
         self.codebook_dim = dim
@@ -337,15 +353,52 @@ class VectorQuantizer(nn.Module):
             # The value is exactly z_q, which keeps decode_indices(encode_indices(x)) bit-identical to forward.
             quantized = self._project_out(straight_through(z, z_q, self.gradient))
             perplexity, usage = code_statistics(counts)
+            loss = codebook_loss + self.beta * commitment_loss
+            if self.training and self.entropy_weight > 0:
+                per_sample_entropy, batch_entropy = self.entropy_terms(z)
+                loss = loss + self.entropy_weight * (per_sample_entropy - batch_entropy)
         return QuantizerOutput(
             quantized=_to_grid(quantized, batch, height, width),
             indices=indices.view(batch, height, width),
             codebook_loss=codebook_loss,
             commitment_loss=commitment_loss,
-            loss=codebook_loss + self.beta * commitment_loss,
+            loss=loss,
             perplexity=perplexity,
             usage=usage,
         )
+
+    def entropy_terms(self, z: torch.Tensor, top_k: int = ENTROPY_TOP_K) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean per-sample entropy and the batch entropy (of the mean distribution, over every process's
+        latents) of `softmax(-||z - e_k||^2 / T)` for rows z (N, codebook_dim) in codebook space, in nats.
+
+        Each row's distribution is taken over its `top_k` nearest codes (exact when top_k >= K): the codes beyond
+        hold `exp(-(d_k - d_1) / T)` of the mass each, e.g. e^-9 for a cosine 0.95 against 0.995 at T = 0.01. The
+        gradient reaches z (and the codebook when it learns through its loss)."""
+        codebook = self.codebook().to(z.dtype)  # (K, d)
+        top_k = min(top_k, self.num_embeddings)
+        squared_norms = codebook.pow(2).sum(dim=1)  # (K,); ||z||^2 is the same for every code of a row
+        with torch.no_grad():
+            # the top_k nearest codes of each row (largest 2 z.e - ||e||^2), by chunks of 2^20 scores: cache-sized
+            rows_per_chunk = max(1, 2**20 // self.num_embeddings)
+            nearest = torch.cat(
+                [
+                    torch.addmm(squared_norms, chunk, codebook.t(), beta=-1, alpha=2).topk(top_k, dim=1).indices
+                    for chunk in z.detach().split(rows_per_chunk)
+                ]
+            )  # (N, top_k)
+        codes = codebook[nearest]  # (N, top_k, d)
+        logits = (2 * torch.einsum("nd,nkd->nk", z, codes) - squared_norms[nearest]) / self.entropy_temperature
+        log_probs = torch.log_softmax(logits, dim=1)  # (N, top_k)
+        probs = log_probs.exp()
+        per_sample = -(probs * log_probs).sum(dim=1).mean()
+        mass = probs.new_zeros(self.num_embeddings).index_add(0, nearest.reshape(-1), probs.reshape(-1))  # (K,)
+        totals = torch.cat([mass, mass.new_tensor([z.shape[0]])])  # the codes' summed mass, then the count of rows
+        if self.training and _distributed():
+            totals = dist_functional.all_reduce(totals)  # differentiable: its backward all-reduces the gradients
+        means = totals[:-1] / totals[-1]  # (K,): the batch's mean distribution
+        # q log q with q clamped inside the log: codes no row reaches keep a finite gradient
+        batch = -(means * torch.log(means.clamp(min=1e-30))).sum()
+        return per_sample, batch
 
     def _quantize(
         self, z: torch.Tensor, maintain: bool = True
@@ -462,6 +515,8 @@ class VectorQuantizer(nn.Module):
         extras.append(f"codebook_update={self.codebook_update!r}")
         if self.use_l2_norm:
             extras.append("use_l2_norm=True")
+        if self.entropy_weight:
+            extras.append(f"entropy_weight={self.entropy_weight}, entropy_temperature={self.entropy_temperature}")
         if self.gradient != "ste":
             extras.append(f"gradient={self.gradient!r}")
         return ", ".join(extras)
@@ -1000,5 +1055,7 @@ def build_quantizer(config) -> Quantizer:
         config.vq_embed_dim,
         use_l2_norm=config.vq_use_l2_norm,
         codebook_dim=config.vq_codebook_dim,
+        entropy_weight=config.vq_entropy_weight,
+        entropy_temperature=config.vq_entropy_temperature,
         **codebook_kwargs,
     )

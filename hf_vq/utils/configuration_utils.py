@@ -328,6 +328,10 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
         vq_kmeans_init (`bool`, defaults to `False`): k-means initialization from the first training batch.
         vq_dead_code_threshold (`int`, *optional*): re-seed a code unused for this many training steps; scale it with
             K over the latents per step, so that a code used at the average rate is hit several times per window.
+        vq_entropy_weight (`float`, defaults to 0.0): weight of the code entropy penalty of `"vq"` (MaskGIT's and
+            LlamaGen's `entropy_loss_ratio`): per-latent entropy down, batch entropy up, spreading the encoder's
+            latents over every code (see `VectorQuantizer`); 0 disables it. Only for quantizer_type `"vq"`.
+        vq_entropy_temperature (`float`, defaults to 0.01): its temperature, in squared distance.
         fsq_levels (`list[int]`, *optional*): FSQ levels per channel, e.g. `[8, 5, 5, 5]`.
         lfq_entropy_weight (`float`, defaults to 0.1): LFQ's weight on the per-sample entropy (pushed down).
         lfq_diversity_weight (`float`, defaults to 0.1): LFQ's weight on the batch code entropy (pushed up).
@@ -355,6 +359,8 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
     vq_codebook_dim: int | None = None
     vq_kmeans_init: bool = False
     vq_dead_code_threshold: int | None = None
+    vq_entropy_weight: float = 0.0
+    vq_entropy_temperature: float = 0.01
     fsq_levels: list[int] | tuple[int, ...] | None = None
     vq_gradient: str = "ste"
     lfq_entropy_weight: float = 0.1
@@ -369,6 +375,15 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
         check_choice("quantizer_type", self.quantizer_type, QUANTIZER_TYPES)
         check_int("vq_embed_dim", self.vq_embed_dim, minimum=1)
         check_choice("vq_gradient", self.vq_gradient, VQ_GRADIENTS)
+        check_float("vq_entropy_weight", self.vq_entropy_weight, minimum=0.0)
+        check_float("vq_entropy_temperature", self.vq_entropy_temperature, 0.0, exclusive_minimum=True)
+        if self.vq_entropy_weight and self.quantizer_type != "vq":
+            lfq = self.quantizer_type == "lfq"
+            own = " (LFQ has its own: lfq_entropy_weight, lfq_diversity_weight)" if lfq else ""
+            raise UsageError(
+                f"`vq_entropy_weight` applies to quantizer_type='vq' only, not {self.quantizer_type!r}{own}; set "
+                "vq_entropy_weight=0 or quantizer_type='vq'"
+            )
         self._check_lfq_fields()
         check_int("residual_depth", self.residual_depth, minimum=1)
         if not isinstance(self.residual_shared_codebook, bool):

@@ -96,7 +96,17 @@ def test_residual_model_grids_have_depth_and_reject_flat_grids():
 def test_config_defaults_and_conversions_keep_plain_vq():
     for config in (hf_vq.VQGANConfig(), hf_vq.VQVAEConfig()):
         assert config.quantizer_type == "vq" and config.vq_gradient == "ste" and config.codes_per_position == 1
+        assert config.vq_entropy_weight == 0.0
         assert type(build_quantizer(config)) is hf_vq.VectorQuantizer
+
+
+def test_the_entropy_penalty_reaches_the_quantizer_and_survives_save_and_load(tmp_path):
+    config = hf_vq.VQGANConfig(**TINY_VQGAN, vq_entropy_weight=0.1, vq_entropy_temperature=0.05)
+    quantizer = build_quantizer(config)
+    assert (quantizer.entropy_weight, quantizer.entropy_temperature) == (0.1, 0.05)
+    hf_vq.VQGANModel(config).save_pretrained(tmp_path)
+    loaded = hf_vq.VQGANModel.from_pretrained(tmp_path)
+    assert (loaded.quantize.entropy_weight, loaded.quantize.entropy_temperature) == (0.1, 0.05)
 
 
 @pytest.mark.parametrize("quantizer_type", ["lfq", "simvq", "residual"])
@@ -127,6 +137,10 @@ BAD_CONFIGS = [
     ({"quantizer_type": "residual", "vq_use_l2_norm": True}, "vq_use_l2_norm"),
     ({"quantizer_type": "residual", "vq_codebook_dim": 2}, "vq_codebook_dim"),
     ({"vq_gradient": "gumbel"}, "vq_gradient"),
+    ({"vq_entropy_weight": -0.1}, "vq_entropy_weight"),
+    ({"vq_entropy_temperature": 0.0}, "vq_entropy_temperature"),
+    ({"quantizer_type": "lfq", "vq_entropy_weight": 0.1}, "lfq_entropy_weight"),
+    ({"quantizer_type": "residual", "vq_entropy_weight": 0.1}, "vq_entropy_weight"),
     ({"quantizer_type": "fsq", "fsq_levels": [4, 4], "num_vq_embeddings": None, "vq_gradient": "rotation"}, "FSQ"),
 ]
 

@@ -143,6 +143,45 @@ def test_lfq_grouped_batch_entropy_is_the_sum_of_group_marginals_and_bounds_the_
     assert batch > entropy(joint.flatten()) + 1e-6
 
 
+def brute_force_code_distribution(z: torch.Tensor, codebook: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(-||z - e_k||^2 / T) over every code: (N, K)."""
+    return torch.softmax(-torch.cdist(z, codebook).pow(2) / temperature, dim=1)
+
+
+@pytest.mark.parametrize("l2", [False, True])
+def test_vq_entropy_terms_equal_the_brute_force_ones(l2):
+    generator = torch.Generator().manual_seed(0)
+    vq = VectorQuantizer(48, 5, use_l2_norm=l2, entropy_weight=0.1, entropy_temperature=0.3).double()
+    torch.nn.init.normal_(vq.embedding.weight, generator=generator)
+    z = torch.randn(30, 5, generator=generator, dtype=torch.float64)
+    z = F.normalize(z, dim=1) if l2 else z
+    probs = brute_force_code_distribution(z, vq.codebook().double(), 0.3)  # (30, 48)
+    per_sample, batch = vq.entropy_terms(z, top_k=48)  # every code: exact
+    torch.testing.assert_close(per_sample, entropy(probs).mean())
+    torch.testing.assert_close(batch, entropy(probs.mean(dim=0)))
+    # over each row's 16 nearest codes: the distribution renormalized on them; exact where they hold all the mass
+    top = probs.topk(16, dim=1)
+    kept = torch.zeros_like(probs).scatter(1, top.indices, top.values / top.values.sum(dim=1, keepdim=True))
+    per_sample, batch = vq.entropy_terms(z, top_k=16)
+    torch.testing.assert_close(per_sample, entropy(kept).mean())
+    torch.testing.assert_close(batch, entropy(kept.mean(dim=0)))
+
+
+def test_vq_entropy_penalty_enters_the_training_loss_only_and_moves_the_encoder():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(32, 6, beta=0.25, codebook_dim=3, use_l2_norm=True, entropy_weight=0.2).train()
+    latents = torch.randn(2, 6, 4, 4, requires_grad=True)
+    out = vq(latents)
+    per_sample, batch = vq.entropy_terms(vq._project_in(rows_of(latents)))
+    torch.testing.assert_close(out.loss, out.codebook_loss + 0.25 * out.commitment_loss + 0.2 * (per_sample - batch))
+    # the penalty's gradient reaches the latents and the input projection (the codes themselves are unchanged)
+    (0.2 * (per_sample - batch)).backward()
+    assert latents.grad.abs().sum() > 0 and vq.in_proj.weight.grad.abs().sum() > 0
+    eval_out = vq.eval()(latents)
+    torch.testing.assert_close(eval_out.loss, eval_out.codebook_loss + 0.25 * eval_out.commitment_loss)
+    assert torch.equal(eval_out.indices, out.indices)
+
+
 def test_lfq_group_sizes_split_the_bits_evenly():
     assert LFQ(2**18, 4).group_sizes == [9, 9]
     assert LFQ(2**14, 4).group_sizes == [7, 7]
@@ -342,17 +381,30 @@ def _run_quantizers(shards: dict, rank: int | None) -> dict:
         dist.all_reduce(grad)
         grad /= dist.get_world_size()
     report["lfq.grad"] = grad
+    # the code entropy penalty of VectorQuantizer: its batch entropy over both halves, and so its gradient
+    vq = VectorQuantizer(16, 4, codebook_dim=3, use_l2_norm=True, entropy_weight=0.5, entropy_temperature=0.5).train()
+    z = vq._project_in(rows_of(batch("entropy", 0)))
+    _, report["entropy.batch_entropy"] = (term.detach() for term in vq.entropy_terms(z))
+    vq.zero_grad()
+    vq(batch("entropy", 0)).loss.backward()
+    grad = vq.in_proj.weight.grad.clone()
+    if rank is not None:
+        dist.all_reduce(grad)
+        grad /= dist.get_world_size()
+    report["entropy.grad"] = grad
     return report
 
 
 @pytest.mark.slow
-def test_lfq_simvq_and_residual_statistics_are_all_reduced_across_processes():
+def test_lfq_simvq_residual_and_entropy_statistics_are_all_reduced_across_processes():
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     generator = torch.Generator().manual_seed(0)
-    channels = {"lfq": 8, "simvq": 4, "residual": 2, "shared": 2}
-    # (step, rank, B, C, H, W); LFQ's inputs are shifted so that its usage and entropies differ between the halves
+    channels = {"lfq": 8, "simvq": 4, "residual": 2, "shared": 2, "entropy": 4}
+    # (step, rank, B, C, H, W); LFQ's and the entropy penalty's inputs are shifted so that their usage and entropies
+    # differ between the halves
     shards = {name: torch.randn(3, 2, 2, c, 4, 4, generator=generator) for name, c in channels.items()}
     shards["lfq"][:, 1] += 1.0
+    shards["entropy"][:, 1] += 1.0
     with mp.Manager() as manager:
         results = manager.dict()
         mp.spawn(_sync_worker, args=(2, _free_port(), shards, results), nprocs=2, join=True)

@@ -14,8 +14,10 @@ RECIPES = sorted((ROOT / "training" / "configs").glob("vqgan_*.yaml"))
 CODEBOOK_OPTIONS = ("vq_codebook_update", "vq_kmeans_init", "vq_dead_code_threshold", "vq_use_l2_norm",
                     "vq_codebook_dim")  # fmt: skip
 # What the comment says to delete (or add) with each line.
-DELETED = {"simvq": CODEBOOK_OPTIONS, "lfq": CODEBOOK_OPTIONS, "fsq": CODEBOOK_OPTIONS,
-           "residual": ("vq_use_l2_norm", "vq_codebook_dim")}  # fmt: skip
+DELETED = {"simvq": (*CODEBOOK_OPTIONS, "vq_entropy_weight"),
+           "lfq": (*CODEBOOK_OPTIONS, "vq_entropy_weight", "vq_gradient"),
+           "fsq": (*CODEBOOK_OPTIONS, "vq_entropy_weight", "vq_gradient"),
+           "residual": ("vq_use_l2_norm", "vq_codebook_dim", "vq_entropy_weight")}  # fmt: skip
 ADDED = {"residual": {"residual_depth": 2}, "fsq": {"fsq_levels": [8, 5, 5, 5], "num_vq_embeddings": None}}
 
 
@@ -23,7 +25,9 @@ ADDED = {"residual": {"residual_depth": 2}, "fsq": {"fsq_levels": [8, 5, 5, 5], 
 def test_each_commented_quantizer_line_of_a_vqgan_recipe_selects_a_valid_quantizer(recipe):
     model = yaml.safe_load(recipe.read_text())["model"]
     lines = re.findall(r"^  # (quantizer_type|vq_gradient): (\w+)", recipe.read_text(), flags=re.M)
-    assert {value for _, value in lines} == {"simvq", "rotation", "lfq", "residual", "fsq"}
+    # the other gradient: the rotation trick, or the straight-through copy where the recipe uses the rotation trick
+    other_gradient = "ste" if model.get("vq_gradient") == "rotation" else "rotation"
+    assert {value for _, value in lines} == {"simvq", other_gradient, "lfq", "residual", "fsq"}
     for key, value in lines:
         config = {name: v for name, v in model.items() if name not in DELETED.get(value, ())}
         config = {**config, key: value, **ADDED.get(value, {})}
