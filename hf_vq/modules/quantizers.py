@@ -260,8 +260,6 @@ class VectorQuantizer(nn.Module):
     ):
         super().__init__()
         check_int("num_embeddings", num_embeddings, minimum=2)
-        check_float("entropy_weight", entropy_weight, minimum=0.0)
-        check_float("entropy_temperature", entropy_temperature, 0.0, exclusive_minimum=True)
         check_int("embedding_dim", embedding_dim, minimum=1)
         check_float("beta", beta, minimum=0.0)
         check_choice("codebook_update", codebook_update, CODEBOOK_UPDATES)
@@ -270,6 +268,8 @@ class VectorQuantizer(nn.Module):
         check_float("ema_epsilon", ema_epsilon, 0.0, exclusive_minimum=True)
         check_int("kmeans_iters", kmeans_iters, minimum=1)
         check_int("search_chunk_elements", search_chunk_elements, minimum=1)
+        check_float("entropy_weight", entropy_weight, minimum=0.0)
+        check_float("entropy_temperature", entropy_temperature, 0.0, exclusive_minimum=True)
         if codebook_dim is not None:
             check_int("codebook_dim", codebook_dim, minimum=1, maximum=embedding_dim - 1)
         if dead_code_threshold is not None:

@@ -182,6 +182,7 @@ def test_to_diffusers_converts_the_rotation_trick(images):
         ({"quantizer_type": "residual", "residual_depth": 2}, "residual quantization: 2 codes per position"),
         ({"quantizer_type": "residual", "residual_depth": 2}, "(B, 8, 8, 2) code indices"),
         ({}, "a codebook of 32 codes of dimension 4)"),
+        ({"vq_entropy_weight": 0.05}, "with a code entropy penalty (weight 0.05) in training"),
         (
             {"vq_codebook_dim": 2, "vq_use_l2_norm": True},
             "a codebook of 32 codes of dimension 2 (l2-normalized), searched after a learned projection from\n4",

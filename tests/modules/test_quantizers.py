@@ -219,6 +219,8 @@ def test_factorized_codebook_searches_in_the_low_dimension():
         ({"ema_decay": 1.0}, "ema_decay"),
         ({"beta": -1.0}, "beta"),
         ({"dead_code_threshold": 0}, "dead_code_threshold"),
+        ({"entropy_weight": -0.1}, "entropy_weight"),
+        ({"entropy_temperature": 0.0}, "entropy_temperature"),
     ],
 )
 def test_bad_options_raise(kwargs, field):
