@@ -371,27 +371,21 @@ def _run_quantizers(shards: dict, rank: int | None) -> dict:
             report[f"{name}.usage.{step}"] = out.usage.item()
             report[f"{name}.perplexity.{step}"] = out.perplexity.item()
         report[f"{name}.state"] = {key: value.clone() for key, value in quantizer.state_dict().items()}
-    lfq = quantizers["lfq"]
-    z = lfq.in_proj(rows_of(batch("lfq", 0)))
-    _, report["lfq.batch_entropy"] = (term.detach() for term in lfq.entropy_terms(z))
-    lfq.zero_grad()
-    lfq(batch("lfq", 0)).loss.backward()
-    grad = lfq.in_proj.weight.grad.clone()
-    if rank is not None:
-        dist.all_reduce(grad)
-        grad /= dist.get_world_size()
-    report["lfq.grad"] = grad
-    # the code entropy penalty of VectorQuantizer: its batch entropy over both halves, and so its gradient
+    # the entropy terms' batch entropy over both halves, and so the gradient of their input projection: LFQ's and
+    # VectorQuantizer's code entropy penalty
     vq = VectorQuantizer(16, 4, codebook_dim=3, use_l2_norm=True, entropy_weight=0.5, entropy_temperature=0.5).train()
-    z = vq._project_in(rows_of(batch("entropy", 0)))
-    _, report["entropy.batch_entropy"] = (term.detach() for term in vq.entropy_terms(z))
-    vq.zero_grad()
-    vq(batch("entropy", 0)).loss.backward()
-    grad = vq.in_proj.weight.grad.clone()
-    if rank is not None:
-        dist.all_reduce(grad)
-        grad /= dist.get_world_size()
-    report["entropy.grad"] = grad
+    # each with the map from latent rows to the rows its entropy terms take
+    penalized = {"lfq": (quantizers["lfq"], quantizers["lfq"].in_proj), "entropy": (vq, vq._project_in)}
+    for name, (quantizer, rows_in) in penalized.items():
+        z = rows_in(rows_of(batch(name, 0)))
+        _, report[f"{name}.batch_entropy"] = (term.detach() for term in quantizer.entropy_terms(z))
+        quantizer.zero_grad()
+        quantizer(batch(name, 0)).loss.backward()
+        grad = quantizer.in_proj.weight.grad.clone()
+        if rank is not None:
+            dist.all_reduce(grad)
+            grad /= dist.get_world_size()
+        report[f"{name}.grad"] = grad
     return report
 
 
