@@ -167,6 +167,18 @@ def _global_counts(counts: torch.Tensor, training: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _batch_entropy(mass: torch.Tensor, rows: int, training: bool) -> torch.Tensor:
+    """The entropy in nats of a batch's mean code distribution, from `mass` (K,), its rows' probabilities summed per
+    code, over every process's rows in training: `-sum q log q`, q = mass / rows. (Over concatenated distributions,
+    the sum of their entropies.)"""
+    totals = torch.cat([mass, mass.new_tensor([rows])])  # the summed mass, then the count of rows
+    if training and _distributed():
+        totals = dist_functional.all_reduce(totals)  # differentiable: its backward all-reduces the gradients
+    means = totals[:-1] / totals[-1]
+    # q log q with q clamped inside the log: codes whose probability underflows to 0 keep a finite gradient
+    return -(means * torch.log(means.clamp(min=1e-30))).sum()
+
+
 def _rotation_constants(
     z: torch.Tensor, z_q: torch.Tensor, eps: float = 1e-6
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -392,13 +404,7 @@ class VectorQuantizer(nn.Module):
         probs = log_probs.exp()
         per_sample = -(probs * log_probs).sum(dim=1).mean()
         mass = probs.new_zeros(self.num_embeddings).index_add(0, nearest.reshape(-1), probs.reshape(-1))  # (K,)
-        totals = torch.cat([mass, mass.new_tensor([z.shape[0]])])  # the codes' summed mass, then the count of rows
-        if self.training and _distributed():
-            totals = dist_functional.all_reduce(totals)  # differentiable: its backward all-reduces the gradients
-        means = totals[:-1] / totals[-1]  # (K,): the batch's mean distribution
-        # q log q with q clamped inside the log: codes no row reaches keep a finite gradient
-        batch = -(means * torch.log(means.clamp(min=1e-30))).sum()
-        return per_sample, batch
+        return per_sample, _batch_entropy(mass, z.shape[0], self.training)
 
     def _quantize(
         self, z: torch.Tensor, maintain: bool = True
@@ -725,13 +731,8 @@ class LFQ(nn.Module):
             group_logits = logits[:, start : start + size] @ _bit_table(size, z.device).to(z.dtype).t()  # (N, 2^g)
             sums.append(torch.softmax(group_logits, dim=1).sum(dim=0))  # (2^g,)
             start += size
-        totals = torch.cat([*sums, z.new_tensor([z.shape[0]])])  # the group sums, then the count of latents
-        if self.training and _distributed():
-            totals = dist_functional.all_reduce(totals)  # differentiable: its backward all-reduces the gradients
-        means = totals[:-1] / totals[-1]
-        # q log q with q clamped inside the log: codes whose probability underflows to 0 keep a finite gradient
-        batch = -(means * torch.log(means.clamp(min=1e-30))).sum()
-        return per_sample, batch
+        # the entropies of the groups' marginals, summed: one over their concatenation
+        return per_sample, _batch_entropy(torch.cat(sums), z.shape[0], self.training)
 
     def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Code indices (B, h, w) -> quantized latents (B, embedding_dim, h, w), the same values `forward` gives."""
