@@ -394,7 +394,9 @@ class VectorQuantizer(nn.Module):
             rows_per_chunk = max(1, 2**20 // self.num_embeddings)
             nearest = torch.cat(
                 [
-                    torch.addmm(squared_norms, chunk, codebook.t(), beta=-1, alpha=2).topk(top_k, dim=1).indices
+                    torch.addmm(squared_norms, chunk, codebook.t(), beta=-1, alpha=2)
+                    .topk(top_k, dim=1, sorted=False)
+                    .indices
                     for chunk in z.detach().split(rows_per_chunk)
                 ]
             )  # (N, top_k)
