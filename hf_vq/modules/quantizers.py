@@ -166,7 +166,6 @@ def _global_counts(counts: torch.Tensor, training: bool) -> torch.Tensor:
     return counts
 
 
-@torch.no_grad()
 def _batch_entropy(mass: torch.Tensor, rows: int, training: bool) -> torch.Tensor:
     """The entropy in nats of a batch's mean code distribution, from `mass` (K,), its rows' probabilities summed per
     code, over every process's rows in training: `-sum q log q`, q = mass / rows. (Over concatenated distributions,
@@ -179,6 +178,7 @@ def _batch_entropy(mass: torch.Tensor, rows: int, training: bool) -> torch.Tenso
     return -(means * torch.log(means.clamp(min=1e-30))).sum()
 
 
+@torch.no_grad()
 def _rotation_constants(
     z: torch.Tensor, z_q: torch.Tensor, eps: float = 1e-6
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
