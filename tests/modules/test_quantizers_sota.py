@@ -117,15 +117,26 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * torch.log(probs.clamp(min=1e-300))).sum(dim=-1)
 
 
+def assert_equal_with_gradients(z: torch.Tensor, terms: tuple, expected: tuple) -> None:
+    """Each of `terms` equals its `expected` value, and so does its gradient with respect to z: the penalty pulls the
+    encoder through both entropies (the batch one spreads the codes only through its gradient)."""
+    for term, reference in zip(terms, expected, strict=True):
+        torch.testing.assert_close(term, reference)
+        (gradient,) = torch.autograd.grad(term, z, retain_graph=True)
+        (reference_gradient,) = torch.autograd.grad(reference, z, retain_graph=True)
+        assert reference_gradient.abs().max() > 0
+        torch.testing.assert_close(gradient, reference_gradient)
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_lfq_entropies_with_one_group_equal_the_brute_force_ones(scale):
     z = torch.randn(50, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     lfq = LFQ(64, 6, temperature=0.7, group_bits=6, code_scale=scale)
     assert lfq.group_sizes == [6]
+    z.requires_grad_()
     per_sample, batch = lfq.entropy_terms(z)
     probs = brute_force_distribution(z, scale, 0.7)  # (50, 64)
-    torch.testing.assert_close(per_sample, entropy(probs).mean())
-    torch.testing.assert_close(batch, entropy(probs.mean(dim=0)))
+    assert_equal_with_gradients(z, (per_sample, batch), (entropy(probs).mean(), entropy(probs.mean(dim=0))))
 
 
 def test_lfq_grouped_batch_entropy_is_the_sum_of_group_marginals_and_bounds_the_joint():
@@ -154,17 +165,15 @@ def test_vq_entropy_terms_equal_the_brute_force_ones(l2):
     vq = VectorQuantizer(48, 5, use_l2_norm=l2, entropy_weight=0.1, entropy_temperature=0.3).double()
     torch.nn.init.normal_(vq.embedding.weight, generator=generator)
     z = torch.randn(30, 5, generator=generator, dtype=torch.float64)
-    z = F.normalize(z, dim=1) if l2 else z
+    z = (F.normalize(z, dim=1) if l2 else z).requires_grad_()
     probs = brute_force_code_distribution(z, vq.codebook().double(), 0.3)  # (30, 48)
     per_sample, batch = vq.entropy_terms(z, top_k=48)  # every code: exact
-    torch.testing.assert_close(per_sample, entropy(probs).mean())
-    torch.testing.assert_close(batch, entropy(probs.mean(dim=0)))
+    assert_equal_with_gradients(z, (per_sample, batch), (entropy(probs).mean(), entropy(probs.mean(dim=0))))
     # over each row's 16 nearest codes: the distribution renormalized on them; exact where they hold all the mass
     top = probs.topk(16, dim=1)
     kept = torch.zeros_like(probs).scatter(1, top.indices, top.values / top.values.sum(dim=1, keepdim=True))
     per_sample, batch = vq.entropy_terms(z, top_k=16)
-    torch.testing.assert_close(per_sample, entropy(kept).mean())
-    torch.testing.assert_close(batch, entropy(kept.mean(dim=0)))
+    assert_equal_with_gradients(z, (per_sample, batch), (entropy(kept).mean(), entropy(kept.mean(dim=0))))
 
 
 def test_vq_entropy_penalty_enters_the_training_loss_only_and_moves_the_encoder():
