@@ -115,16 +115,16 @@ def test_the_goal_is_judged_on_the_means_over_seeds():
     # hf_vq: mean usage 90%, PSNR 22.0; the entropy penalty: one seed above 95% but a mean below, the better PSNR
     results = {case: fake_run(0.5, 20.0) for case in quality.cases()}
     seeded = {}
-    usages = [(0.9, 0.96), (0.89, 0.94), (0.91, 0.93)]
+    usages = [(0.9, 0.96), (0.89, 0.94), (0.91, 0.93), (0.9, 0.94), (0.9, 0.94)]
     for seed, (hf_vq_usage, entropy_usage) in zip(quality.GOAL_SEEDS, usages, strict=True):
         seeded["hf_vq", seed] = fake_run(hf_vq_usage, 22.0)
         seeded["entropy", seed] = fake_run(entropy_usage, 22.5)
     timings = {case: quality.Timing([0.01]) for case in quality.cases()}
     goal = quality.summary(results, seeded, timings, timings, steps=600)[2]
     assert goal["met"] is False
-    assert f"{quality.LABELS['entropy']}: usage 94.3%, PSNR 22.50 dB" in goal["result"]
+    assert f"{quality.LABELS['entropy']}: usage 94.2%, PSNR 22.50 dB" in goal["result"]
     assert "hf_vq settings: usage 90.0%, PSNR 22.00 dB" in goal["result"]
-    seeded["entropy", quality.GOAL_SEEDS[1]] = fake_run(0.97, 22.5)  # mean 95.3%
+    seeded["entropy", quality.GOAL_SEEDS[1]] = fake_run(0.99, 22.5)  # mean 95.2%
     assert quality.summary(results, seeded, timings, timings, steps=600)[2]["met"] is True
     rows = quality.seeds_rows(seeded)
-    assert rows[1][:3] == [quality.LABELS["entropy"], "96.0% / 97.0% / 93.0%", "95.3%"]
+    assert rows[1][:3] == [quality.LABELS["entropy"], "96.0% / 99.0% / 93.0% / 94.0% / 94.0%", "95.2%"]
