@@ -167,7 +167,7 @@ def train(settings: dict, steps: int, eval_crops: int, output_dir: str, seed: in
         "--checkpointing_steps", str(steps), "--validation_steps", str(steps),
         "--max_eval_images", str(eval_crops), "--report_to", "none", "--seed", str(seed),
     ])  # fmt: skip
-    # The trainer's held-out usage pools the indices of every stage into one histogram; ours is per codebook.
+    # The trainer's held-out usage is the mean over the codebooks; the table shows each codebook's too.
     result = {key: metrics[f"eval_{key}"] for key in ("psnr", "codebook_usage", "codebook_perplexity", "num_images")}
     model = hf_vq.VQGANModel.from_pretrained(run / "model")
     for name, split in (("held_out", "test"), ("train", "train")):  # "test": the trainer's held-out split

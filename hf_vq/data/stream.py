@@ -210,11 +210,12 @@ class RecordStream(torch.utils.data.IterableDataset):
                 raise UsageError(self._nothing_usable(f"any of the {self._epoch_read} records of epoch {self.epoch}"))
             if self._epoch_read > self._epoch_yielded:
                 logger.info(
-                    "epoch %d on rank %d/%d: %d images, %d records skipped (%s)",
+                    "epoch %d on rank %d/%d: %d %ss, %d records skipped (%s)",
                     self.epoch,
                     self.rank,
                     self.world_size,
                     self._epoch_yielded,
+                    self._noun,
                     self._epoch_read - self._epoch_yielded,
                     self._format_counts(),
                 )
@@ -273,7 +274,7 @@ class RecordStream(torch.utils.data.IterableDataset):
         return None
 
     def _format_counts(self) -> str:
-        return ", ".join(f"{reason}: {count}" for reason, count in self.skip_counts.items())
+        return ", ".join(f"{reason}: {count}" for reason, count in self.skip_counts.items() if count)
 
     def _nothing_usable(self, scope: str) -> str:
         return (

@@ -12,6 +12,7 @@ from .posterior import active_units, encodes_a_posterior, kl_per_channel, latent
 from .reconstruction import (
     ImageSet,
     code_histogram,
+    codebook_histograms,
     codebook_perplexity,
     codebook_statistics,
     codebook_usage,
@@ -29,6 +30,7 @@ __all__ = [
     "active_units",
     "bits_per_dim",
     "code_histogram",
+    "codebook_histograms",
     "codebook_perplexity",
     "codebook_statistics",
     "codebook_usage",

@@ -120,6 +120,21 @@ def code_histogram(indices: torch.Tensor, num_embeddings: int) -> torch.Tensor:
     return torch.bincount(indices.reshape(-1).long(), minlength=num_embeddings)
 
 
+def codebook_histograms(indices: torch.Tensor, num_embeddings: int, num_codebooks: int = 1) -> torch.Tensor:
+    """Counts of each code of each codebook (num_codebooks, K): of every index for one codebook (indices of any
+    shape), of the k-th index of each position for separate codebooks (indices (..., num_codebooks), residual
+    quantization's stages last)."""
+    if num_codebooks == 1:
+        return code_histogram(indices, num_embeddings)[None]
+    if indices.shape[-1] != num_codebooks:
+        raise ValueError(
+            f"indices of {num_codebooks} codebooks must have them last, (..., {num_codebooks}); "
+            f"got {tuple(indices.shape)}"
+        )
+    stages = indices.reshape(-1, num_codebooks).long()
+    return torch.stack([torch.bincount(stages[:, k], minlength=num_embeddings) for k in range(num_codebooks)])
+
+
 def codebook_usage(indices: torch.Tensor, num_embeddings: int) -> float:
     """Fraction of the `num_embeddings` codes that occur at least once in `indices` (a whole evaluation set)."""
     return (code_histogram(indices, num_embeddings) > 0).float().mean().item()
@@ -138,19 +153,22 @@ def _check_vq_model(model: torch.nn.Module, what: str) -> None:
 @torch.no_grad()
 def codebook_statistics(model: torch.nn.Module, images: ImageSet, batch_size: int = 64) -> dict[str, float]:
     """How a VQ model uses its codebook over a whole evaluation set: `codebook_usage` (fraction of the K codes that
-    occur), `codebook_perplexity` (exp of the entropy of the code histogram), `codes_used`, `num_codes`."""
+    occur), `codebook_perplexity` (exp of the entropy of the code histogram), `codes_used`, `num_codes`. With
+    separate codebooks (residual quantization's stages), each is taken per codebook: the usage and perplexity are
+    their means, the codes counted over all of them."""
     _check_vq_model(model, "codebook_statistics")
-    num_codes = model.config.num_vq_embeddings
-    counts = torch.zeros(num_codes, dtype=torch.long)
+    config = model.config
+    counts = torch.zeros(config.num_codebooks, config.num_vq_embeddings, dtype=torch.long)
     with evaluating(model):
         for batch in image_batches(images, batch_size):
-            counts += code_histogram(model.encode_indices(batch.to(module_device(model))).cpu(), num_codes)
+            indices = model.encode_indices(batch.to(module_device(model))).cpu()
+            counts += codebook_histograms(indices, config.num_vq_embeddings, config.num_codebooks)
     perplexity, usage = code_statistics(counts)
     return {
         "codebook_usage": usage.item(),
         "codebook_perplexity": perplexity.item(),
         "codes_used": int((counts > 0).sum()),
-        "num_codes": num_codes,
+        "num_codes": counts.numel(),
     }
 
 
@@ -176,7 +194,9 @@ def reconstruction_metrics(
             if lpips is not None:
                 scores["lpips"].append(lpips_distance(output.reconstruction, batch, lpips))
             if getattr(output, "indices", None) is not None:
-                histogram = code_histogram(output.indices.cpu(), model.config.num_vq_embeddings)
+                histogram = codebook_histograms(
+                    output.indices.cpu(), model.config.num_vq_embeddings, model.config.num_codebooks
+                )
                 counts = histogram if counts is None else counts + histogram
             if getattr(output, "kl", None) is not None:
                 scores["kl"].append(output.kl.cpu())

@@ -138,10 +138,11 @@ def nearest_codes(
 
 
 def code_statistics(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Perplexity and usage fraction of a code histogram (K,)."""
-    probs = counts.float() / counts.sum().clamp(min=1)
-    entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum()
-    return entropy.exp(), (counts > 0).float().mean()
+    """Perplexity and usage fraction of a code histogram (K,), or their means over the codebooks of histograms
+    (codebooks, K) (residual quantization's separate codebooks)."""
+    probs = counts.float() / counts.sum(dim=-1, keepdim=True).clamp(min=1)
+    entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum(dim=-1)
+    return entropy.exp().mean(), (counts > 0).float().mean()
 
 
 def _to_rows(latents: torch.Tensor) -> torch.Tensor:
@@ -997,9 +998,7 @@ class ResidualVectorQuantizer(nn.Module):
             quantized = straight_through(z, total, self.gradient)
             # per codebook: the shared one pooled over the stages, else one row per stage
             counts = _global_counts(counts.sum(dim=0, keepdim=True) if shared is not None else counts, self.training)
-            probs = counts.float() / counts.sum(dim=1, keepdim=True).clamp(min=1)  # (codebooks, K)
-            perplexity = (-(probs * torch.log(probs.clamp(min=1e-12))).sum(dim=1)).exp().mean()
-            usage = (counts > 0).float().mean()  # every codebook has K codes: the mean of their usages
+            perplexity, usage = code_statistics(counts)  # (codebooks, K): the means over the codebooks
             codebook_loss = torch.stack(codebook_losses).sum()
             commitment_loss = torch.stack(commitment_losses).sum()
         return QuantizerOutput(

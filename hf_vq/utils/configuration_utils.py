@@ -499,3 +499,9 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
         """Code indices per latent position: `residual_depth` for residual quantization (code grids
         (B, h, w, depth)), else 1 (code grids (B, h, w))."""
         return self.residual_depth if self.quantizer_type == "residual" else 1
+
+    @property
+    def num_codebooks(self) -> int:
+        """Codebooks of `num_vq_embeddings` codes each: one per stage of residual quantization with separate
+        codebooks (code grids (B, h, w, depth), stage k indexing codebook k), else 1."""
+        return self.codes_per_position if not self.residual_shared_codebook else 1

@@ -100,6 +100,35 @@ def test_codebook_usage_over_a_set_equals_a_hand_count():
     assert metrics["num_images"] == 10 and 0 < metrics["ssim"] <= 1
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_codebook_statistics_of_residual_quantization_are_per_codebook(shared):
+    # Separate codebooks: stage k's index 5 is another code than stage j's; pooled, the stages' histograms would
+    # count a code as used when any stage uses its number. A shared codebook is one histogram over every stage.
+    model = vqgan(quantizer_type="residual", residual_depth=3, residual_shared_codebook=shared).eval()
+    size = model.config.num_vq_embeddings
+    images = photos(n=6, size=16)
+    indices = model.encode_indices(images)  # (6, h, w, 3)
+    histograms = (
+        [torch.bincount(indices.flatten(), minlength=size)]
+        if shared
+        else [torch.bincount(indices[..., k].flatten(), minlength=size) for k in range(3)]
+    )
+
+    def perplexity(counts):
+        probabilities = counts[counts > 0].double() / counts.sum()
+        return math.exp(-(probabilities * probabilities.log()).sum().item())
+
+    used = sum(int((counts > 0).sum()) for counts in histograms)
+    statistics = codebook_statistics(model, images, batch_size=4)
+    assert statistics["num_codes"] == size * len(histograms) and statistics["codes_used"] == used
+    assert statistics["codebook_usage"] == pytest.approx(used / (size * len(histograms)))
+    expected_perplexity = sum(perplexity(counts) for counts in histograms) / len(histograms)
+    assert statistics["codebook_perplexity"] == pytest.approx(expected_perplexity, rel=1e-5)
+    metrics = reconstruction_metrics(model, images, batch_size=4)
+    assert metrics["codebook_usage"] == pytest.approx(statistics["codebook_usage"])
+    assert metrics["codebook_perplexity"] == pytest.approx(expected_perplexity, rel=1e-5)
+
+
 def test_sets_of_mixed_sizes_or_empty_sets_are_refused():
     with pytest.raises(ValueError, match="different sizes"):
         list(image_batches([photos(size=16), photos(size=32)]))

@@ -1,6 +1,7 @@
 """Tokenizing a dataset and training the prior end to end, on a tiny VQ-GAN over 8x8 digits (4x4 codes)."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ def test_code_stream_rejects_codes_of_another_model_naming_the_record(overrides,
     assert "record 0 of epoch 0" in str(info.value)
 
 
-def test_code_stream_drops_classes_at_the_given_rate_and_reproducibly():
+def test_code_stream_drops_classes_at_the_given_rate_and_reproducibly(caplog):
     records = Dataset.from_list([{"indices": [1, 2, 3, 4], "label": i % 10} for i in range(2000)])
     stream = CodeStream(records, 16, 4, label_column="label", num_classes=10, class_dropout_prob=0.25)
     labels = torch.tensor([sample["class_labels"] for sample in stream])
@@ -123,7 +124,9 @@ def test_code_stream_drops_classes_at_the_given_rate_and_reproducibly():
     assert torch.equal(torch.tensor([s["class_labels"] for s in again]), labels)
     missing = CodeStream(Dataset.from_list([{"indices": None, "label": 0}, {"indices": [0] * 4, "label": 1}]), 16, 4,
                          label_column="label", num_classes=10)  # fmt: skip
-    assert [s["class_labels"] for s in missing] == [1] and missing.skip_counts["missing"] == 1
+    with caplog.at_level(logging.INFO, logger="hf_vq.data.stream"):
+        assert [s["class_labels"] for s in missing] == [1] and missing.skip_counts["missing"] == 1
+    assert "epoch 0 on rank 0/1: 1 code sequences, 1 records skipped (missing: 1)" in caplog.messages
 
 
 def write_prior_recipe(path: Path, **overrides) -> Path:
