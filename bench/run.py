@@ -26,6 +26,7 @@ import gpu
 import peers
 import priors
 import quality
+import quality_goal
 import quantizer
 import sampling
 import sequence_vae
@@ -38,6 +39,7 @@ SECTIONS = {
     "training": train_step,
     "peers": peers,
     "quality": quality,
+    "quality_goal": quality_goal,
     "sampling": sampling,
     "priors": priors,
     "sequence_vae": sequence_vae,

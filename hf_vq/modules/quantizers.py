@@ -48,7 +48,7 @@ from .checks import check_feature_maps, check_indices
 CODEBOOK_UPDATES = ("loss", "ema")
 # The VectorQuantizer's training state (k-means flag, EMA statistics, dead-code counters): buffers that a converted
 # diffusers or taming codebook has no equivalent for, and that `use_pretrained_codebook()` sets from the codebook.
-TRAINING_STATE_BUFFERS = ("initialized", "ema_cluster_size", "ema_embed_sum", "steps_unused")
+TRAINING_STATE_BUFFERS = ("initialized", "ema_cluster_size", "ema_embed_sum", "steps_unused", "entropy_steps")
 # Their state-dict keys in a VQ model, whose quantizer is `quantize` (diffusers' and taming's name too): the keys that
 # loading a converted checkpoint leaves missing.
 QUANTIZER_STATE_KEYS = tuple(f"quantize.{name}" for name in TRAINING_STATE_BUFFERS)
@@ -251,6 +251,10 @@ class VectorQuantizer(nn.Module):
             spreads the batch over the whole codebook: the encoder learns to reach every code (see `entropy_terms`).
         entropy_temperature: the temperature T of that distribution, in squared distance (for l2-normalized codes,
             in units of `2 - 2 cos`).
+        entropy_decay_steps: the penalty's weight falls linearly from `entropy_weight` to 0 over this many training
+            steps (forwards in training mode, counted in a buffer that checkpoints keep), and stays 0 after: the
+            penalty spreads the latents over the codebook early, the last steps train for reconstruction alone.
+            `None` keeps the weight constant.
     """
 
     def __init__(
@@ -270,6 +274,7 @@ class VectorQuantizer(nn.Module):
         gradient: str = "ste",
         entropy_weight: float = 0.0,
         entropy_temperature: float = 0.01,
+        entropy_decay_steps: int | None = None,
     ):
         super().__init__()
         check_int("num_embeddings", num_embeddings, minimum=2)
@@ -287,6 +292,8 @@ class VectorQuantizer(nn.Module):
             check_int("codebook_dim", codebook_dim, minimum=1, maximum=embedding_dim - 1)
         if dead_code_threshold is not None:
             check_int("dead_code_threshold", dead_code_threshold, minimum=1)
+        if entropy_decay_steps is not None:
+            check_int("entropy_decay_steps", entropy_decay_steps, minimum=1)
 
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
@@ -302,6 +309,7 @@ class VectorQuantizer(nn.Module):
         self.gradient = gradient
         self.entropy_weight = entropy_weight
         self.entropy_temperature = entropy_temperature
+        self.entropy_decay_steps = entropy_decay_steps
 
         dim = embedding_dim if codebook_dim is None else codebook_dim
         self.codebook_dim = dim
@@ -317,6 +325,8 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
         if dead_code_threshold is not None:
             self.register_buffer("steps_unused", torch.zeros(num_embeddings, dtype=torch.long))
+        if entropy_decay_steps is not None:
+            self.register_buffer("entropy_steps", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
     def reset_codebook(self) -> None:
@@ -367,9 +377,12 @@ class VectorQuantizer(nn.Module):
             quantized = self._project_out(straight_through(z, z_q, self.gradient))
             perplexity, usage = code_statistics(counts)
             loss = codebook_loss + self.beta * commitment_loss
-            if self.training and self.entropy_weight > 0:
+            entropy_weight = self.current_entropy_weight() if self.training else 0.0
+            if entropy_weight > 0:
                 per_sample_entropy, batch_entropy = self.entropy_terms(z)
-                loss = loss + self.entropy_weight * (per_sample_entropy - batch_entropy)
+                loss = loss + entropy_weight * (per_sample_entropy - batch_entropy)
+            if self.training and self.entropy_decay_steps is not None:
+                self.entropy_steps.add_(1)
         return QuantizerOutput(
             quantized=_to_grid(quantized, batch, height, width),
             indices=indices.view(batch, height, width),
@@ -379,6 +392,12 @@ class VectorQuantizer(nn.Module):
             perplexity=perplexity,
             usage=usage,
         )
+
+    def current_entropy_weight(self) -> float:
+        """The entropy penalty's weight at this training step: `entropy_weight`, decayed (see `entropy_decay_steps`)."""
+        if self.entropy_decay_steps is None:
+            return self.entropy_weight
+        return self.entropy_weight * max(0.0, 1.0 - self.entropy_steps.item() / self.entropy_decay_steps)
 
     def entropy_terms(self, z: torch.Tensor, top_k: int = ENTROPY_TOP_K) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean per-sample entropy and the batch entropy (of the mean distribution, over every process's
@@ -526,6 +545,8 @@ class VectorQuantizer(nn.Module):
             extras.append("use_l2_norm=True")
         if self.entropy_weight:
             extras.append(f"entropy_weight={self.entropy_weight}, entropy_temperature={self.entropy_temperature}")
+            if self.entropy_decay_steps is not None:
+                extras.append(f"entropy_decay_steps={self.entropy_decay_steps}")
         if self.gradient != "ste":
             extras.append(f"gradient={self.gradient!r}")
         return ", ".join(extras)
@@ -1059,5 +1080,6 @@ def build_quantizer(config) -> Quantizer:
         codebook_dim=config.vq_codebook_dim,
         entropy_weight=config.vq_entropy_weight,
         entropy_temperature=config.vq_entropy_temperature,
+        entropy_decay_steps=config.vq_entropy_decay_steps,
         **codebook_kwargs,
     )

@@ -332,6 +332,9 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
             LlamaGen's `entropy_loss_ratio`): per-latent entropy down, batch entropy up, spreading the encoder's
             latents over every code (see `VectorQuantizer`); 0 disables it. Only for quantizer_type `"vq"`.
         vq_entropy_temperature (`float`, defaults to 0.01): its temperature, in squared distance.
+        vq_entropy_decay_steps (`int`, *optional*): the penalty's weight falls linearly from vq_entropy_weight to 0
+            over this many training steps, then stays 0 (the codes are spread early, the last steps train for
+            reconstruction alone); unset keeps it constant.
         fsq_levels (`list[int]`, *optional*): FSQ levels per channel, e.g. `[8, 5, 5, 5]`.
         lfq_entropy_weight (`float`, defaults to 0.1): LFQ's weight on the per-sample entropy (pushed down).
         lfq_diversity_weight (`float`, defaults to 0.1): LFQ's weight on the batch code entropy (pushed up).
@@ -361,6 +364,7 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
     vq_dead_code_threshold: int | None = None
     vq_entropy_weight: float = 0.0
     vq_entropy_temperature: float = 0.01
+    vq_entropy_decay_steps: int | None = None
     fsq_levels: list[int] | tuple[int, ...] | None = None
     vq_gradient: str = "ste"
     lfq_entropy_weight: float = 0.1
@@ -377,6 +381,13 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
         check_choice("vq_gradient", self.vq_gradient, VQ_GRADIENTS)
         check_float("vq_entropy_weight", self.vq_entropy_weight, minimum=0.0)
         check_float("vq_entropy_temperature", self.vq_entropy_temperature, 0.0, exclusive_minimum=True)
+        if self.vq_entropy_decay_steps is not None:
+            check_int("vq_entropy_decay_steps", self.vq_entropy_decay_steps, minimum=1)
+            if not self.vq_entropy_weight:
+                raise UsageError(
+                    "`vq_entropy_decay_steps` decays the code entropy penalty, which is off (vq_entropy_weight=0); "
+                    "set vq_entropy_weight or unset vq_entropy_decay_steps"
+                )
         if self.vq_entropy_weight and self.quantizer_type != "vq":
             lfq = self.quantizer_type == "lfq"
             own = " (LFQ has its own: lfq_entropy_weight, lfq_diversity_weight)" if lfq else ""

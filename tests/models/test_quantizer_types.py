@@ -101,12 +101,16 @@ def test_config_defaults_and_conversions_keep_plain_vq():
 
 
 def test_the_entropy_penalty_reaches_the_quantizer_and_survives_save_and_load(tmp_path):
-    config = hf_vq.VQGANConfig(**TINY_VQGAN, vq_entropy_weight=0.1, vq_entropy_temperature=0.05)
+    fields = dict(vq_entropy_weight=0.1, vq_entropy_temperature=0.05, vq_entropy_decay_steps=100)
+    config = hf_vq.VQGANConfig(**TINY_VQGAN, **fields)
     quantizer = build_quantizer(config)
-    assert (quantizer.entropy_weight, quantizer.entropy_temperature) == (0.1, 0.05)
-    hf_vq.VQGANModel(config).save_pretrained(tmp_path)
+    assert (quantizer.entropy_weight, quantizer.entropy_temperature, quantizer.entropy_decay_steps) == (0.1, 0.05, 100)
+    model = hf_vq.VQGANModel(config).train()
+    model(torch.rand(2, 3, 16, 16) * 2 - 1)
+    model.save_pretrained(tmp_path)
     loaded = hf_vq.VQGANModel.from_pretrained(tmp_path)
     assert (loaded.quantize.entropy_weight, loaded.quantize.entropy_temperature) == (0.1, 0.05)
+    assert loaded.quantize.entropy_steps.item() == 1  # the schedule goes on from the saved step
 
 
 @pytest.mark.parametrize("quantizer_type", ["lfq", "simvq", "residual"])
@@ -141,6 +145,8 @@ BAD_CONFIGS = [
     ({"vq_entropy_temperature": 0.0}, "vq_entropy_temperature"),
     ({"quantizer_type": "lfq", "vq_entropy_weight": 0.1}, "lfq_entropy_weight"),
     ({"quantizer_type": "residual", "vq_entropy_weight": 0.1}, "vq_entropy_weight"),
+    ({"vq_entropy_weight": 0.1, "vq_entropy_decay_steps": 0}, "vq_entropy_decay_steps"),
+    ({"vq_entropy_decay_steps": 100}, "vq_entropy_decay_steps"),
     ({"quantizer_type": "fsq", "fsq_levels": [4, 4], "num_vq_embeddings": None, "vq_gradient": "rotation"}, "FSQ"),
 ]
 
@@ -183,6 +189,10 @@ def test_to_diffusers_converts_the_rotation_trick(images):
         ({"quantizer_type": "residual", "residual_depth": 2}, "(B, 8, 8, 2) code indices"),
         ({}, "a codebook of 32 codes of dimension 4)"),
         ({"vq_entropy_weight": 0.05}, "with a code entropy penalty (weight 0.05) in training"),
+        (
+            {"vq_entropy_weight": 0.05, "vq_entropy_decay_steps": 400},
+            "with a code entropy penalty (weight 0.05, decayed to 0 over the first 400 steps) in training",
+        ),
         (
             {"vq_codebook_dim": 2, "vq_use_l2_norm": True},
             "a codebook of 32 codes of dimension 2 (l2-normalized), searched after a learned projection from\n4",

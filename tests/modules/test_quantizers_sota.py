@@ -191,6 +191,26 @@ def test_vq_entropy_penalty_enters_the_training_loss_only_and_moves_the_encoder(
     assert torch.equal(eval_out.indices, out.indices)
 
 
+def test_vq_entropy_weight_decays_linearly_over_the_training_steps_then_stays_off():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(32, 6, codebook_dim=3, use_l2_norm=True, entropy_weight=0.2, entropy_decay_steps=4).train()
+    latents = torch.randn(2, 6, 4, 4)
+    for step, weight in enumerate([0.2, 0.15, 0.1, 0.05, 0.0, 0.0]):
+        assert vq.entropy_steps.item() == step and vq.current_entropy_weight() == pytest.approx(weight)
+        out = vq(latents)
+        per_sample, batch = vq.entropy_terms(vq._project_in(rows_of(latents)))
+        expected = out.codebook_loss + 0.25 * out.commitment_loss + weight * (per_sample - batch)
+        torch.testing.assert_close(out.loss, expected)
+    vq.eval()(latents)  # evaluation is not a training step
+    assert vq.entropy_steps.item() == 6
+    # the count is training state: a resumed run continues the schedule where it stopped
+    resumed = VectorQuantizer(32, 6, codebook_dim=3, use_l2_norm=True, entropy_weight=0.2, entropy_decay_steps=8)
+    resumed.load_state_dict(vq.state_dict())
+    assert resumed.current_entropy_weight() == pytest.approx(0.2 * (1 - 6 / 8))
+    with pytest.raises(ValueError, match="entropy_decay_steps"):
+        VectorQuantizer(32, 6, entropy_weight=0.2, entropy_decay_steps=0)
+
+
 def test_lfq_group_sizes_split_the_bits_evenly():
     assert LFQ(2**18, 4).group_sizes == [9, 9]
     assert LFQ(2**14, 4).group_sizes == [7, 7]

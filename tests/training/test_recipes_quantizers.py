@@ -14,10 +14,11 @@ RECIPES = sorted((ROOT / "training" / "configs").glob("vqgan_*.yaml"))
 CODEBOOK_OPTIONS = ("vq_codebook_update", "vq_kmeans_init", "vq_dead_code_threshold", "vq_use_l2_norm",
                     "vq_codebook_dim")  # fmt: skip
 # What the comment says to delete (or add) with each line.
-DELETED = {"simvq": (*CODEBOOK_OPTIONS, "vq_entropy_weight"),
-           "lfq": (*CODEBOOK_OPTIONS, "vq_entropy_weight", "vq_gradient"),
-           "fsq": (*CODEBOOK_OPTIONS, "vq_entropy_weight", "vq_gradient"),
-           "residual": ("vq_use_l2_norm", "vq_codebook_dim", "vq_entropy_weight")}  # fmt: skip
+ENTROPY = ("vq_entropy_weight", "vq_entropy_decay_steps")
+DELETED = {"simvq": (*CODEBOOK_OPTIONS, *ENTROPY),
+           "lfq": (*CODEBOOK_OPTIONS, *ENTROPY, "vq_gradient"),
+           "fsq": (*CODEBOOK_OPTIONS, *ENTROPY, "vq_gradient"),
+           "residual": ("vq_use_l2_norm", "vq_codebook_dim", *ENTROPY)}  # fmt: skip
 ADDED = {"residual": {"residual_depth": 2}, "fsq": {"fsq_levels": [8, 5, 5, 5], "num_vq_embeddings": None}}
 
 
