@@ -46,8 +46,9 @@ from ..utils.errors import UsageError
 from .checks import check_feature_maps, check_indices
 
 CODEBOOK_UPDATES = ("loss", "ema")
-# The VectorQuantizer's training state (k-means flag, EMA statistics, dead-code counters): buffers that a converted
-# diffusers or taming codebook has no equivalent for, and that `use_pretrained_codebook()` sets from the codebook.
+# The VectorQuantizer's training state (k-means flag, EMA statistics, dead-code counters, the entropy schedule's step
+# count): buffers that a converted diffusers or taming codebook has no equivalent for, and that
+# `use_pretrained_codebook()` sets from the codebook (the step count stays at 0: a fine-tune starts its schedule).
 TRAINING_STATE_BUFFERS = ("initialized", "ema_cluster_size", "ema_embed_sum", "steps_unused", "entropy_steps")
 # Their state-dict keys in a VQ model, whose quantizer is `quantize` (diffusers' and taming's name too): the keys that
 # loading a converted checkpoint leaves missing.
@@ -394,7 +395,7 @@ class VectorQuantizer(nn.Module):
         )
 
     def current_entropy_weight(self) -> float:
-        """The entropy penalty's weight at this training step: `entropy_weight`, decayed (see `entropy_decay_steps`)."""
+        """The entropy penalty's weight at this training step (`entropy_weight`, decayed by `entropy_decay_steps`)."""
         if self.entropy_decay_steps is None:
             return self.entropy_weight
         return self.entropy_weight * max(0.0, 1.0 - self.entropy_steps.item() / self.entropy_decay_steps)

@@ -1,4 +1,4 @@
-"""The quality section's bookkeeping (no training): the settings of each run, the codebook sizes of residual VQ at
+"""The quality sections' bookkeeping (no training): the settings of each run, the codebook sizes of residual VQ at
 equal bits, the per-stage code statistics, and the quantizer timing against vector-quantize-pytorch on small cases."""
 
 import math
@@ -15,6 +15,7 @@ from ..conftest import ROOT
 sys.path.insert(0, str(ROOT / "bench"))
 
 import quality  # noqa: E402
+import quality_goal  # noqa: E402
 
 
 def test_the_earlier_rows_keep_their_settings():
@@ -92,39 +93,36 @@ def test_quantizer_steps_against_the_peer():
     ]
 
 
-def test_goal_candidates_run_at_every_seed_the_rest_at_the_first():
-    runs = quality.runs()
-    assert (
-        len(runs)
-        == len(set(runs))
-        == len(quality.cases()) + len(quality.GOAL_CANDIDATES) * (len(quality.GOAL_SEEDS) - 1)
-    )
-    for quantizer in quality.QUANTIZERS:
-        seeds = {seed for name, codes, seed in runs if name == quantizer and codes == quality.GOAL_SIZE}
-        expected = set(quality.GOAL_SEEDS) if quantizer in quality.GOAL_CANDIDATES else {quality.GOAL_SEEDS[0]}
-        assert seeds == expected
-    assert all(seed == quality.GOAL_SEEDS[0] for _, codes, seed in runs if codes != quality.GOAL_SIZE)
-
-
 def fake_run(usage: float, psnr: float) -> dict:
     stats = {"usage": [usage], "perplexity": [100.0], "distinct": 10, "possible": 16, "slots": 64}
     return {"psnr": psnr, "held_out": stats, "train": stats}
 
 
+def test_the_goal_candidates_are_valid_configs_and_the_penalty_decays_over_two_thirds_of_the_steps():
+    assert quality_goal.settings("hf_vq", 600) == quality.model_settings("hf_vq", 16384)
+    decayed = quality_goal.settings("entropy_decay", 600)
+    assert decayed == {**quality.model_settings("entropy", 16384), "vq_entropy_decay_steps": 400}
+    for candidate in quality_goal.CANDIDATES:
+        hf_vq.VQGANConfig(**quality.MODEL, **quality_goal.settings(candidate, 600))
+    assert quality_goal.settings("entropy_decay", 5)["vq_entropy_decay_steps"] == 3  # --quick
+
+
 def test_the_goal_is_judged_on_the_means_over_seeds():
-    # hf_vq: mean usage 90%, PSNR 22.0; the entropy penalty: one seed above 95% but a mean below, the better PSNR
-    results = {case: fake_run(0.5, 20.0) for case in quality.cases()}
+    # hf_vq: mean usage 90%, PSNR 22.0; the decayed penalty: one seed above 95% but a mean below, the better PSNR
     seeded = {}
     usages = [(0.9, 0.96), (0.89, 0.94), (0.91, 0.93), (0.9, 0.94), (0.9, 0.94)]
-    for seed, (hf_vq_usage, entropy_usage) in zip(quality.GOAL_SEEDS, usages, strict=True):
+    for seed, (hf_vq_usage, entropy_usage) in zip(quality_goal.SEEDS, usages, strict=True):
         seeded["hf_vq", seed] = fake_run(hf_vq_usage, 22.0)
-        seeded["entropy", seed] = fake_run(entropy_usage, 22.5)
-    timings = {case: quality.Timing([0.01]) for case in quality.cases()}
-    goal = quality.summary(results, seeded, timings, timings, steps=600)[2]
+        seeded["entropy_decay", seed] = fake_run(entropy_usage, 22.5)
+    (goal,) = quality_goal.summary(seeded, steps=600)
     assert goal["met"] is False
-    assert f"{quality.LABELS['entropy']}: usage 94.2%, PSNR 22.50 dB" in goal["result"]
+    assert f"{quality_goal.LABELS['entropy_decay']}: usage 94.2%, PSNR 22.50 dB" in goal["result"]
     assert "hf_vq settings: usage 90.0%, PSNR 22.00 dB" in goal["result"]
-    seeded["entropy", quality.GOAL_SEEDS[1]] = fake_run(0.99, 22.5)  # mean 95.2%
-    assert quality.summary(results, seeded, timings, timings, steps=600)[2]["met"] is True
-    rows = quality.seeds_rows(seeded)
-    assert rows[1][:3] == [quality.LABELS["entropy"], "96.0% / 99.0% / 93.0% / 94.0% / 94.0%", "95.2%"]
+    seeded["entropy_decay", quality_goal.SEEDS[1]] = fake_run(0.99, 22.5)  # mean 95.2%
+    assert quality_goal.summary(seeded, steps=600)[0]["met"] is True
+    seeded["entropy_decay", quality_goal.SEEDS[1]] = fake_run(0.99, 21.0)  # mean PSNR 22.2: still above 22.0
+    assert quality_goal.summary(seeded, steps=600)[0]["met"] is True
+    seeded["entropy_decay", quality_goal.SEEDS[2]] = fake_run(0.99, 21.0)  # mean PSNR 21.9: below
+    assert quality_goal.summary(seeded, steps=600)[0]["met"] is False
+    rows = quality_goal.rows(seeded)
+    assert rows[1][:3] == [quality_goal.LABELS["entropy_decay"], "96.0% / 99.0% / 99.0% / 94.0% / 94.0%", "96.4%"]
