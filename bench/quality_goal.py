@@ -77,8 +77,8 @@ def text(steps: int) -> str:
     decay = settings("entropy_decay", steps)["vq_entropy_decay_steps"]
     return (
         f"The quality section's VQ-GAN, data, {steps} steps and held-out crops, at K = {SIZE:,}, trained once per "
-        f"seed ({seeds}) with each setting. hf_vq settings and the entropy penalty are the quality table's rows of "
-        f"those names; the decayed penalty is the latter with `vq_entropy_decay_steps={decay}`: its weight falls "
+        f"seed ({seeds}) with each setting. hf_vq settings is the quality table's row of that name; the decayed "
+        f"penalty is the table's entropy penalty row with `vq_entropy_decay_steps={decay}`: its weight falls "
         f"linearly from {quality.ENTROPY['vq_entropy_weight']} to 0 over the first {decay} steps, so that the "
         "penalty spreads the latents over the codebook early and the last steps train for reconstruction alone. "
         "Two seeds of one setting gave held-out PSNRs up to 1.5 dB and usages up to 3 points apart in earlier "

@@ -179,7 +179,8 @@ def reconstruction_metrics(
     """Held-out metrics of an autoencoder over a whole set of images in [-1, 1], in eval mode.
 
     Always `psnr` and `ssim` (means over images); `lpips` with an `LPIPS` module; for VQ models `codebook_usage` and
-    `codebook_perplexity` over the whole set (not one batch); for VAEs the mean `kl` per image in nats.
+    `codebook_perplexity` over the whole set (not one batch; with separate codebooks, the means of theirs, as
+    `codebook_statistics`); for VAEs the mean `kl` per image in nats.
     """
     scores: dict[str, list[torch.Tensor]] = {"psnr": [], "ssim": [], "lpips": [], "kl": []}
     counts, count = None, 0

@@ -81,6 +81,6 @@ def init_conv_weights(module: nn.Module) -> None:
     already loaded from a checkpoint, so this never overwrites loaded weights.
     """
     if isinstance(module, VectorQuantizer):
-        module.reset_codebook()
+        module.init_unloaded_state()
     elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d)):
         module.reset_parameters()  # BatchNorm2d: also its running statistics

@@ -253,7 +253,8 @@ class VectorQuantizer(nn.Module):
         entropy_temperature: the temperature T of that distribution, in squared distance (for l2-normalized codes,
             in units of `2 - 2 cos`).
         entropy_decay_steps: the penalty's weight falls linearly from `entropy_weight` to 0 over this many training
-            steps (forwards in training mode, counted in a buffer that checkpoints keep), and stays 0 after: the
+            steps (forwards in training mode: with gradient accumulation, micro-batches; counted in a buffer that
+            checkpoints keep), and stays 0 after: the
             penalty spreads the latents over the codebook early, the last steps train for reconstruction alone.
             `None` keeps the weight constant.
     """
@@ -335,6 +336,25 @@ class VectorQuantizer(nn.Module):
         # nn.init, not Tensor.uniform_: transformers guards nn.init so that weights loaded from a checkpoint stay.
         nn.init.uniform_(self.embedding.weight, -1.0 / self.num_embeddings, 1.0 / self.num_embeddings)
         self._restart_ema_from_codebook()
+
+    @torch.no_grad()
+    def init_unloaded_state(self) -> None:
+        """transformers' `_init_weights` for this module: initialize what the checkpoint being loaded did not hold,
+        keep what it did (transformers marks the tensors it loaded with `_is_hf_initialized`). A fresh model has
+        nothing loaded. Without this, the buffers a checkpoint lacks (an older one, or one saved without restarts
+        or the entropy schedule) would keep transformers' uninitialized memory, and restarting the EMA from the
+        codebook would overwrite the loaded statistics."""
+
+        def loaded(tensor: torch.Tensor) -> bool:
+            return getattr(tensor, "_is_hf_initialized", False)
+
+        if not loaded(self.embedding.weight):
+            self.reset_codebook()
+        elif self.codebook_update == "ema" and not (loaded(self.ema_embed_sum) and loaded(self.ema_cluster_size)):
+            self._restart_ema_from_codebook()  # a trained codebook without its statistics: restart them from it
+        for name in ("steps_unused", "entropy_steps"):
+            if hasattr(self, name) and not loaded(getattr(self, name)):
+                getattr(self, name).zero_()
 
     @torch.no_grad()
     def use_pretrained_codebook(self) -> None:

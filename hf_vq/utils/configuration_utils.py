@@ -333,8 +333,8 @@ class QuantizerConfigMixin(CheckedKeysMixin, PreTrainedConfig):
             latents over every code (see `VectorQuantizer`); 0 disables it. Only for quantizer_type `"vq"`.
         vq_entropy_temperature (`float`, defaults to 0.01): its temperature, in squared distance.
         vq_entropy_decay_steps (`int`, *optional*): the penalty's weight falls linearly from vq_entropy_weight to 0
-            over this many training steps, then stays 0 (the codes are spread early, the last steps train for
-            reconstruction alone); unset keeps it constant.
+            over this many training forwards (optimizer steps times gradient_accumulation_steps), then stays 0 (the
+            codes are spread early, the last steps train for reconstruction alone); unset keeps it constant.
         fsq_levels (`list[int]`, *optional*): FSQ levels per channel, e.g. `[8, 5, 5, 5]`.
         lfq_entropy_weight (`float`, defaults to 0.1): LFQ's weight on the per-sample entropy (pushed down).
         lfq_diversity_weight (`float`, defaults to 0.1): LFQ's weight on the batch code entropy (pushed up).

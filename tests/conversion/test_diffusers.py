@@ -55,7 +55,9 @@ def test_vq_model_config_refuses_movq_and_quantizers_diffusers_lacks():
 
 
 def test_vq_model_state_dict_drops_exactly_the_quantizers_training_state():
-    state_dict = vqgan(vq_codebook_update="ema", vq_dead_code_threshold=2).state_dict()
+    state_dict = vqgan(
+        vq_codebook_update="ema", vq_dead_code_threshold=2, vq_entropy_weight=0.05, vq_entropy_decay_steps=10
+    ).state_dict()  # every training-state buffer
     converted = vq_model_state_dict(state_dict)
     assert state_dict.keys() - converted.keys() == set(QUANTIZER_STATE_KEYS)
     assert all(converted[key] is state_dict[key] for key in converted)  # the same tensors, key for key

@@ -110,7 +110,23 @@ def test_the_entropy_penalty_reaches_the_quantizer_and_survives_save_and_load(tm
     model.save_pretrained(tmp_path)
     loaded = hf_vq.VQGANModel.from_pretrained(tmp_path)
     assert (loaded.quantize.entropy_weight, loaded.quantize.entropy_temperature) == (0.1, 0.05)
+    assert loaded.quantize.entropy_decay_steps == 100
     assert loaded.quantize.entropy_steps.item() == 1  # the schedule goes on from the saved step
+
+
+def test_a_checkpoint_without_some_training_state_loads_it_initialized_and_keeps_the_rest(tmp_path):
+    # saved without restarts or the entropy schedule, loaded with both: transformers creates the missing buffers
+    # uninitialized; they must start at 0, and the EMA statistics the checkpoint holds must stay
+    model = hf_vq.VQGANModel(hf_vq.VQGANConfig(**TINY_VQGAN, vq_codebook_update="ema"))
+    model.quantize.ema_cluster_size.fill_(7.0)
+    model.save_pretrained(tmp_path)
+    loaded = hf_vq.VQGANModel.from_pretrained(
+        tmp_path, vq_dead_code_threshold=5, vq_entropy_weight=0.05, vq_entropy_decay_steps=10
+    )
+    assert loaded.quantize.entropy_steps.item() == 0 and not loaded.quantize.steps_unused.any()
+    assert torch.equal(loaded.quantize.ema_cluster_size, model.quantize.ema_cluster_size)
+    assert torch.equal(loaded.quantize.ema_embed_sum, model.quantize.ema_embed_sum)
+    assert torch.equal(loaded.quantize.embedding.weight, model.quantize.embedding.weight)
 
 
 @pytest.mark.parametrize("quantizer_type", ["lfq", "simvq", "residual"])
