@@ -222,17 +222,23 @@ def machine_info() -> dict[str, str]:
 
 
 def matmul_rates(
-    size: int = 4096, repeats: int = 5, device: str = "cpu", dtypes: Sequence[str] = ("float32", "bfloat16")
+    size: int = 4096,
+    repeats: int = 5,
+    device: str = "cpu",
+    dtypes: Sequence[str] = ("float32", "bfloat16"),
+    seconds_per_call: float | None = None,
 ) -> dict:
-    """GFLOP/s of a `size`^3 matmul per dtype on `device`: median and best of `repeats` interleaved runs."""
+    """GFLOP/s of a `size`^3 matmul per dtype on `device`: median and best of `repeats` interleaved runs.
+
+    With `seconds_per_call`, `size` is halved (down to 1,024) while a call of the slowest dtype would take longer, as
+    estimated from a 1,024^3 probe: without a fast bfloat16 unit, 6 runs of a 4,096^3 bfloat16 matmul take ~14 min."""
     import torch
 
-    generator = torch.Generator().manual_seed(0)
-    a, b = torch.randn(size, size, generator=generator), torch.randn(size, size, generator=generator)
     cuda = torch.device(device).type == "cuda"
 
-    def matmul(dtype: str) -> Callable[[], None]:
-        x, y = a.to(device, getattr(torch, dtype)), b.to(device, getattr(torch, dtype))
+    def matmul(dtype: str, n: int) -> Callable[[], None]:
+        generator = torch.Generator().manual_seed(0)
+        x, y = (torch.randn(n, n, generator=generator).to(device, getattr(torch, dtype)) for _ in range(2))
         out = torch.empty_like(x)
 
         def call() -> None:
@@ -242,7 +248,12 @@ def matmul_rates(
 
         return call
 
-    timings = time_interleaved({dtype: matmul(dtype) for dtype in dtypes}, repeats)
+    if seconds_per_call is not None:
+        probe = time_interleaved({dtype: matmul(dtype, 1024) for dtype in dtypes}, repeats=1)
+        slowest = max(t.median for t in probe.values())
+        while size > 1024 and slowest * (size / 1024) ** 3 > seconds_per_call:
+            size //= 2
+    timings = time_interleaved({dtype: matmul(dtype, size) for dtype in dtypes}, repeats)
     flops = 2 * size**3
     return {
         dtype: {"size": size, "median_gflops": flops / t.median / 1e9, "max_gflops": flops / min(t.times) / 1e9,

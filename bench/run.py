@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         CONTEXT.set_forkserver_preload(PRELOAD)
     started, load_before = time.perf_counter(), load_average()
     size = 1024 if args.quick else 4096
-    print(f"[run] matmul rates ({size}^3)", flush=True)
-    matmul = run_isolated("common:matmul_rates", size=size)
+    print(f"[run] matmul rates (up to {size}^3)", flush=True)
+    matmul = run_isolated("common:matmul_rates", size=size, seconds_per_call=5.0)
     measured = {}
     for name, module in SECTIONS.items():  # SECTIONS' order, whatever the command's
         if name not in args.sections:

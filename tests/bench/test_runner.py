@@ -174,3 +174,9 @@ def test_children_per_core_each_on_a_core_of_its_own_results_in_order():
     assert [child["tag"] for child in placed] == list(range(len(calls)))
     for child in placed:
         assert len(child["cores"]) == 1 and child["cores"][0] in cores and child["threads"] == 1
+
+
+def test_matmul_rates_halve_the_size_while_a_call_would_run_past_its_seconds():
+    shrunk = common.matmul_rates(size=2048, repeats=1, dtypes=["float32"], seconds_per_call=1e-9)
+    kept = common.matmul_rates(size=2048, repeats=1, dtypes=["float32"], seconds_per_call=1e9)
+    assert shrunk["float32"]["size"] == 1024 and kept["float32"]["size"] == 2048
