@@ -18,12 +18,13 @@ $(STAMP): pyproject.toml setup.py
 demo: $(STAMP)
 	$(PY) scripts/demo.py --output_dir outputs/demo
 
+# One pytest worker per core (at most 4: each holds torch and its models in memory); a test computes on one thread.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4
 
 # The inner loop: everything but the tests marked slow (training runs, several processes, wheel builds).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto --maxprocesses 4 -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
