@@ -55,6 +55,7 @@ LABELS = {
     "entropy": "hf_vq settings, codes of dimension 4 + rotation trick + entropy penalty",
 }
 SIZES = (1024, 16384)
+GOAL_SIZE = 16384  # its usage goal is judged on the means of 5 seeds, in the section quality_goal
 LFQ_SIZES = (1024, 16384, 2**18)  # LFQ's K is a power of 2: 10, 14 and 18 bits
 BATCH = 16
 LATENT_SIDE = 8  # 8x8 codes per 32x32 crop
@@ -350,11 +351,13 @@ def summary(results: dict, ours: dict, peer: dict, steps: int) -> list[dict]:
     for codes in SIZES:
         plain, hf_vq = results["plain", codes], results["hf_vq", codes]
         plain_usage, hf_vq_usage = plain["held_out"]["usage"][0], hf_vq["held_out"]["usage"][0]
-        rows.append(summary_row(
-            f"codebook usage and held-out PSNR at K = {codes:,}, plain VQ -> hf_vq, {steps} equal steps",
-            f"usage {plain_usage:.1%} -> {hf_vq_usage:.1%}; PSNR {plain['psnr']:.2f} -> {hf_vq['psnr']:.2f} dB",
-            "usage >= 95%, higher PSNR", hf_vq_usage >= 0.95 and hf_vq["psnr"] > plain["psnr"],
-        ))  # fmt: skip
+        figure = f"codebook usage and held-out PSNR at K = {codes:,}, plain VQ -> hf_vq, {steps} equal steps"
+        result = f"usage {plain_usage:.1%} -> {hf_vq_usage:.1%}; PSNR {plain['psnr']:.2f} -> {hf_vq['psnr']:.2f} dB"
+        if codes == GOAL_SIZE:  # one seed: the figure, without a verdict
+            rows.append(summary_row(figure, result, "usage >= 95%: judged over 5 seeds in quality_goal"))
+            continue
+        met = hf_vq_usage >= 0.95 and hf_vq["psnr"] > plain["psnr"]
+        rows.append(summary_row(figure, result, "usage >= 95%, higher PSNR", met))
     ratios = {case: peer[case].median / ours[case].median for case in ours}
     slowest = min(ratios, key=ratios.get)
     rows.append(summary_row(

@@ -15,7 +15,7 @@ from common import run_isolated_per_core, summary_row, table
 
 TITLE = "Every code of K = 16,384 in use: the goal's candidates over five seeds"
 
-SIZE = 16384
+SIZE = quality.GOAL_SIZE
 SEEDS = (0, 1, 2, 3, 4)
 # The candidates, with hf_vq settings first (the reference). The decayed entropy penalty: the quality table's
 # setting ("entropy") with its weight falling linearly to 0 over the first DECAY_SHARE of the steps.

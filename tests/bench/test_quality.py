@@ -14,6 +14,7 @@ from ..conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 
+import common  # noqa: E402
 import quality  # noqa: E402
 import quality_goal  # noqa: E402
 
@@ -126,3 +127,15 @@ def test_the_goal_is_judged_on_the_means_over_seeds():
     assert quality_goal.summary(seeded, steps=600)[0]["met"] is False
     rows = quality_goal.rows(seeded)
     assert rows[1][:3] == [quality_goal.LABELS["entropy_decay"], "96.0% / 99.0% / 99.0% / 94.0% / 94.0%", "96.4%"]
+
+
+def test_the_quality_summary_judges_k_1024_and_leaves_the_16384_goal_to_quality_goal():
+    results = {("plain", codes): fake_run(0.02, 18.0) for codes in quality.SIZES}
+    results |= {("hf_vq", codes): fake_run(0.999, 21.0) for codes in quality.SIZES}
+    timings = {("hf_vq", 1024): common.Timing([0.001, 0.002]), ("lfq", 2**18): common.Timing([0.01])}
+    peer = {case: common.Timing([3 * t for t in timing.times]) for case, timing in timings.items()}
+    small, goal_size, speed = quality.summary(results, timings, peer, steps=600)
+    assert "K = 1,024" in small["figure"] and small["met"] is True
+    assert "K = 16,384" in goal_size["figure"] and goal_size["met"] is None and "quality_goal" in goal_size["goal"]
+    assert goal_size["result"] == "usage 2.0% -> 99.9%; PSNR 18.00 -> 21.00 dB"
+    assert speed["met"] is True and speed["result"].startswith("2 of 2 at least as fast; slowest 3.00x")
