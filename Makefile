@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# One pytest worker per core (at most 4: each holds torch and its models in memory), an idle one taking queued tests
+# from a busy one (worksteal: the slow tests do not end the run on one worker); a test computes on one thread.
+PYTEST := $(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 .PHONY: demo test test-fast lint bench clean
 
@@ -18,14 +21,12 @@ $(STAMP): pyproject.toml setup.py
 demo: $(STAMP)
 	$(PY) scripts/demo.py --output_dir outputs/demo
 
-# One pytest worker per core (at most 4: each holds torch and its models in memory), an idle one taking queued tests
-# from a busy one (worksteal: the slow tests do not end the run on one worker); a test computes on one thread.
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal
+	$(PYTEST)
 
 # The inner loop: everything but the tests marked slow (training runs, several processes, wheel builds).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

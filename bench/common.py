@@ -249,9 +249,10 @@ def matmul_rates(
         return call
 
     if seconds_per_call is not None:
-        probe = time_interleaved({dtype: matmul(dtype, 1024) for dtype in dtypes}, repeats=1)
+        smallest = 1024  # the probe's size, and the smallest measured
+        probe = time_interleaved({dtype: matmul(dtype, smallest) for dtype in dtypes}, repeats=1)
         slowest = max(t.median for t in probe.values())
-        while size > 1024 and slowest * (size / 1024) ** 3 > seconds_per_call:
+        while size > smallest and slowest * (size / smallest) ** 3 > seconds_per_call:
             size //= 2
     timings = time_interleaved({dtype: matmul(dtype, size) for dtype in dtypes}, repeats)
     flops = 2 * size**3

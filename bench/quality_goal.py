@@ -15,8 +15,7 @@ from common import run_isolated_per_core, summary_row, table
 
 TITLE = "Every code of K = 16,384 in use: the goal's candidates over five seeds"
 
-SIZE = quality.GOAL_SIZE
-SEEDS = (0, 1, 2, 3, 4)
+SIZE, SEEDS = quality.GOAL_SIZE, quality.GOAL_SEEDS
 # The candidates, with hf_vq settings first (the reference). The decayed entropy penalty: the quality table's
 # setting ("entropy") with its weight falling linearly to 0 over the first DECAY_SHARE of the steps.
 DECAY_SHARE = 2 / 3
